@@ -1,0 +1,10 @@
+# Benchmarks: the app against the bare inngest-py FastAPI example (see docs/bench.md).
+# `make bench` writes benchmarks/results/latest.json; `make bench QUICK=1` is the under-a-minute version
+# (writes latest-quick.json). BENCH_OUT=path overrides the output file, BENCH_ARGS passes runner flags.
+BENCH_OUT ?=
+BENCH_ARGS ?=
+
+.PHONY: bench
+
+bench: venv ## Benchmark the app vs the bare SDK example with wrk (QUICK=1: short run under a minute)
+	$(PY) benchmarks/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT)) $(BENCH_ARGS)
