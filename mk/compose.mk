@@ -1,0 +1,41 @@
+# Container stack: docker-compose.yml plus deploy/compose/$(MODE).yml when MODE is set.
+# Every command goes through scripts/compose.sh, which insists on Compose v2 (`--wait`, `!reset`).
+MODE ?=
+SERVICE ?=
+ifneq ($(filter-out dev ha cloud,$(MODE)),)
+$(error MODE=$(MODE) is not one of: dev ha cloud (or unset for the default self-hosted stack))
+endif
+COMPOSE := scripts/compose.sh -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
+
+.PHONY: up down logs ps sync send doctor e2e
+
+# `up --wait` returns 0 even when the one-shot sync failed, so the sync's exit code decides.
+up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
+	@scripts/compose.sh version >/dev/null
+	@$(PYTHON) scripts/make_env.py
+	$(COMPOSE) up -d --build --wait --wait-timeout 300
+	@$(COMPOSE) wait sync >/dev/null || { $(COMPOSE) logs --no-log-prefix sync | tail -n 5; \
+	  echo "make up: the sync job failed (reason above); fix it, then run: make sync" >&2; exit 1; }
+	@echo "stack up and synced: app http://127.0.0.1:$${APP_PORT:-8000}  inngest http://127.0.0.1:8288  prometheus http://127.0.0.1:9090"
+
+down: ## Stop the stack (VOLUMES=1 also deletes its data)
+	$(COMPOSE) down --remove-orphans $(if $(VOLUMES),--volumes)
+
+logs: ## Follow the logs (SERVICE=app|inngest|sync|... for one service)
+	$(COMPOSE) logs -f --tail=200 $(SERVICE)
+
+ps: ## Show the containers, their health and exit codes
+	$(COMPOSE) ps -a
+
+sync: ## Sync the app with the server again and verify it (run after every redeploy)
+	$(COMPOSE) run --rm --no-deps sync
+
+send: ## Send the test/integration event through the app's event API
+	@$(PYTHON) scripts/send_event.py test/integration '{"message": "Hello"}'
+
+doctor: ## Diagnose the running app's Inngest configuration
+	$(COMPOSE) exec app python -m app doctor
+
+e2e: ## End to end with real images (Docker + registry): up, send, run Completed "Hello", down -v
+	@scripts/compose.sh version >/dev/null
+	$(PYTHON) scripts/e2e.py
