@@ -1,0 +1,51 @@
+"""`python -m app [serve|sync|doctor]`: one line per problem and exit code 2 for bad configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import NoReturn
+
+from app.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail_config(exc)
+
+
+def _fail_config(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "sync", "doctor"],
+        help="serve (default): run the API; sync: one verified registration; doctor: check the setup",
+    )
+    args = parser.parse_args(argv)
+    settings = settings_or_exit()
+
+    if args.command == "serve":
+        from app.server import serve
+
+        serve(settings)
+        return 0
+    if args.command == "sync":
+        from app.sync import run_sync
+
+        return asyncio.run(run_sync(settings))
+    from app.doctor import run_doctor
+
+    return asyncio.run(run_doctor(settings))

@@ -1,0 +1,120 @@
+"""POST /api/events: validate events and send them through the SDK client's shared connection pool."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import inngest
+from fastapi import APIRouter, HTTPException, Request
+from inngest._internal.errors import SendEventsError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import record_unreachable_send
+
+MAX_BODY_BYTES = 1024 * 1024
+EVENTS_PATH = "/api/events"
+# The SDK's marker for "no response from the event API after its own retries".
+_UNREACHABLE_MESSAGE = "never received response"
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"\S")]
+    data: dict[str, Any] = Field(default_factory=dict)
+    id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    ts: Annotated[int, Field(ge=0, description="Unix time in milliseconds")] | None = None
+
+
+class EventsAccepted(BaseModel):
+    ids: list[str]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+router = APIRouter()
+
+
+@router.post(
+    EVENTS_PATH,
+    response_model=EventsAccepted,
+    responses={
+        413: {"model": Problem, "description": "Body larger than 1 MiB"},
+        502: {"model": Problem, "description": "Inngest rejected the events"},
+        503: {"model": Problem, "description": "Inngest unreachable; retry later"},
+    },
+)
+async def send_events(
+    body: EventIn | Annotated[list[EventIn], Field(min_length=1)], request: Request
+) -> EventsAccepted:
+    client: inngest.Inngest = request.app.state.inngest
+    events = [body] if isinstance(body, EventIn) else body
+    payload = [inngest.Event(name=e.name, data=e.data, id=e.id or "", ts=e.ts or 0) for e in events]
+    try:
+        ids = await client.send(payload)
+    except SendEventsError as exc:
+        if _UNREACHABLE_MESSAGE in str(exc):
+            record_unreachable_send(len(payload))
+            raise HTTPException(
+                503,
+                f"Inngest event API unreachable at {client.event_api_origin}; nothing was sent, retry later",
+                headers={"Retry-After": "5"},
+            ) from None
+        raise HTTPException(502, f"Inngest rejected the events: {exc}") from None
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise HTTPException(502, f"Inngest answered with an invalid response: {exc}") from None
+    return EventsAccepted(ids=ids)
+
+
+class BodyLimit:
+    """413 for bodies over the limit on the event API, checked before the body is parsed."""
+
+    def __init__(self, app: ASGIApp, path: str = EVENTS_PATH, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.path = path
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(send, self.limit)
+                return
+
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,95 @@
+"""Liveness, readiness and the drain on shutdown.
+
+/healthz is the process only. /readyz never waits for the Inngest server: the server waits for the app
+(compose depends_on, k8s init container), so a readiness that needed the server would deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("app.health")
+
+
+@dataclass
+class SyncState:
+    status: str = "disabled"  # disabled | pending | ok | failed
+    attempts: int = 0
+    last_error: str | None = None
+    last_ok_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "last_ok_at": self.last_ok_at,
+        }
+
+
+@dataclass
+class Lifecycle:
+    mode: str
+    functions: int
+    ready: bool = False
+    draining: bool = False
+    sync: SyncState = field(default_factory=SyncState)
+
+    def begin_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.info("shutdown started: readiness now 503")
+
+    def install_drain_on_sigterm(self, drain_seconds: float) -> None:
+        """Flip readiness at SIGTERM, keep serving `drain_seconds`, then hand over to the server's handler.
+
+        Load balancers and the compose/k8s health checks see 503 while in-flight and late requests are
+        still answered; only then does uvicorn stop accepting and wait for open requests.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals belong to the main thread (e.g. not under a test client)
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return
+
+        def on_sigterm(sig: int, frame: FrameType | None) -> None:
+            if self.draining:
+                previous(sig, frame)  # a second SIGTERM: stop now
+                return
+            self.begin_drain()
+            if drain_seconds <= 0:
+                previous(sig, frame)
+                return
+
+            def later() -> None:
+                time.sleep(drain_seconds)
+                previous(sig, frame)
+
+            threading.Thread(target=later, name="drain", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+router = APIRouter()
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> JSONResponse:
+    state: Lifecycle = request.app.state.lifecycle
+    status = "draining" if state.draining else ("ready" if state.ready else "starting")
+    body = {"status": status, "mode": state.mode, "functions": state.functions, "sync": state.sync.as_dict()}
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)

@@ -1,0 +1,51 @@
+"""JSON log lines on stdout; records inside an Inngest run carry its run id, function and step."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+# Set by the Inngest middleware for the duration of one invocation; read by the log filter.
+run_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("run_context", default=None)
+
+
+class _RunContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
+        ctx = run_context.get()
+        if ctx:
+            for key, value in ctx.items():
+                setattr(record, key, value)
+        return True
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(_RunContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn installs its own handlers; route everything through the JSON one.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request to the server is noise
+    # One line per request is the HTTP metrics' job; access logs would double the hot path's I/O.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """Leave logging alone inside uvicorn: configure_logging owns it."""
+    return {"version": 1, "disable_existing_loggers": False}

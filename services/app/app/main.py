@@ -1,0 +1,110 @@
+"""The ASGI application: `app.main:app` (built from the environment) or `create_app(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import inngest.fast_api
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app import __version__, events, health
+from app.effects import Ledger
+from app.functions import Builder, Services, build_functions
+from app.inngest_client import build_client
+from app.metrics import setup_metrics
+from app.settings import Settings, load_settings
+from app.sync import SyncObserver, sign, sync_until
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None, builders: Sequence[Builder] | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    client = build_client(settings)
+    services = Services(ledger=Ledger(settings.side_effects_db))
+    functions = (
+        [build(client, services) for build in builders] if builders is not None else build_functions(client, services)
+    )
+    lifecycle = health.Lifecycle(mode=settings.inngest_mode.value, functions=len(functions))
+    if settings.sync_on_startup:
+        lifecycle.sync.status = "pending"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lifecycle.install_drain_on_sigterm(settings.drain_seconds)
+        task = asyncio.create_task(_become_ready(app, settings, lifecycle))
+        try:
+            yield
+        finally:
+            lifecycle.begin_drain()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # redirect_slashes=False: a redirect would turn the server's POST into a GET.
+    app = FastAPI(title="app", version=__version__, lifespan=lifespan, redirect_slashes=False)
+    app.state.settings = settings
+    app.state.inngest = client
+    app.state.services = services
+    app.state.lifecycle = lifecycle
+
+    inngest.fast_api.serve(
+        app,
+        client,
+        functions,
+        serve_origin=settings.inngest_serve_origin,
+        serve_path=settings.inngest_serve_path,
+        # In production only a signed PUT may trigger a registration.
+        enable_unauthed_sync=settings.is_dev,
+    )
+    for route in app.routes:  # the SDK's protocol routes are not part of the public API
+        if getattr(route, "path", None) == settings.inngest_serve_path:
+            route.include_in_schema = False  # type: ignore[attr-defined]
+    app.include_router(health.router)
+    app.include_router(events.router)
+    setup_metrics(app, settings, len(functions))
+    app.add_middleware(SyncObserver, path=settings.inngest_serve_path, state=lifecycle.sync)
+    app.add_middleware(events.BodyLimit)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse({"detail": "internal error; see the app logs"}, status_code=500)
+
+    return app
+
+
+async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Lifecycle) -> None:
+    """Ready once the serve endpoint answers; then (optionally) register with the server until ok."""
+    # In-process calls through the whole ASGI stack: no dependency on how the socket is bound.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.internal", timeout=30) as http:
+        # Production mode answers only signed requests, like the server's own.
+        headers = {"X-Inngest-Signature": sign(b"", settings.signing_key)} if settings.signing_key else {}
+        while not lifecycle.ready:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(settings.inngest_serve_path, headers=headers)).status_code == 200:
+                    lifecycle.ready = True
+                    break
+            await asyncio.sleep(0.05)
+        log.info("ready", extra={"mode": settings.inngest_mode.value, "functions": lifecycle.functions})
+        if settings.sync_on_startup:
+            await sync_until(
+                http, settings.inngest_serve_path, settings.signing_key, deadline=None, retry_rejected=True
+            )
+
+
+def __getattr__(name: str) -> Any:
+    # `app.main:app` for ASGI servers, built on first access so importing this module reads no environment.
+    if name == "app":
+        from app.cli import settings_or_exit
+
+        globals()["app"] = application = create_app(settings_or_exit())
+        return application
+    raise AttributeError(name)

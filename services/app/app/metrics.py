@@ -1,0 +1,144 @@
+"""Prometheus metrics: HTTP RED via the instrumentator, Inngest work via the SDK's middleware hooks.
+
+With WEB_CONCURRENCY > 1 the launcher points PROMETHEUS_MULTIPROC_DIR at a cleaned directory before any
+worker imports prometheus_client, so every value below is aggregated across workers on scrape.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+
+import inngest
+from fastapi import FastAPI, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
+
+if typing.TYPE_CHECKING:
+    from inngest._internal.execution_lib import Context, ContextSync
+    from inngest._internal.function import Function
+    from inngest._internal.middleware_lib.middleware import TransformOutputResult
+    from inngest._internal.step_lib import StepMemos
+
+    from app.settings import Settings
+
+from app.logs import run_context
+
+FUNCTION_INVOCATIONS = Counter(
+    "app_inngest_function_invocations",
+    "Invocations of Inngest functions by the server, by outcome",
+    ["function", "outcome"],
+)
+FUNCTION_DURATION = Histogram(
+    "app_inngest_function_invocation_duration_seconds",
+    "Time spent in one invocation (one request from the server)",
+    ["function"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+STEPS = Counter("app_inngest_steps", "Step executions reported to the server, by opcode", ["function", "op"])
+EVENTS_SENT = Counter("app_inngest_events_sent", "Events sent to Inngest, by outcome", ["outcome"])
+EVENT_SEND_DURATION = Histogram(
+    "app_inngest_event_send_duration_seconds",
+    "Latency of one send to the Inngest event API",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SYNC_ATTEMPTS = Counter("app_inngest_sync_attempts", "Sync (registration) attempts, by outcome", ["outcome"])
+LAST_SYNC_SUCCESS = Gauge(
+    "app_inngest_last_sync_success_timestamp_seconds",
+    "Unix time of the last sync the server answered ok: true",
+    multiprocess_mode="max",
+)
+REGISTERED_FUNCTIONS = Gauge(
+    "app_inngest_registered_functions", "Functions served by this app", multiprocess_mode="max"
+)
+BUILD_INFO = Gauge("app_build_info", "Build and mode of the app", ["version", "mode"], multiprocess_mode="max")
+
+# Step opcodes that mean "more work was scheduled", as opposed to a finished or failed invocation.
+_SCHEDULING_OPS = {"StepRun", "StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction", "AIGateway"}
+
+
+def _failure_outcome(error: Exception) -> str:
+    return "retriable_failure" if getattr(error, "is_retriable", True) else "permanent_failure"
+
+
+class InngestMetrics(inngest.Middleware):
+    """One instance per request from the server (the SDK builds middleware per call)."""
+
+    _started = 0.0
+    _function = ""
+
+    async def transform_input(
+        self,
+        ctx: Context | ContextSync,
+        function: Function[typing.Any],
+        steps: StepMemos,
+    ) -> None:
+        self._started = time.perf_counter()
+        self._function = function.local_id
+        run_context.set({"run_id": ctx.run_id, "function": self._function, "attempt": ctx.attempt})
+
+    async def transform_output(self, result: TransformOutputResult) -> None:
+        fn = self._function
+        if result.step is not None:
+            op = result.step.op.value
+            STEPS.labels(fn, op).inc()
+            if op in _SCHEDULING_OPS:
+                outcome = "step_scheduled"
+            elif op == "StepError" and result.error is not None:
+                outcome = _failure_outcome(result.error)
+            else:  # StepFailed: the step exhausted its retries or was non-retriable
+                outcome = "permanent_failure"
+            ctx = run_context.get()
+            if ctx is not None:
+                run_context.set({**ctx, "step": result.step.id})
+        elif result.error is not None:
+            outcome = _failure_outcome(result.error)
+        else:
+            outcome = "completed"
+        FUNCTION_INVOCATIONS.labels(fn, outcome).inc()
+        FUNCTION_DURATION.labels(fn).observe(time.perf_counter() - self._started)
+
+    async def before_send_events(self, events: list[inngest.Event]) -> None:
+        self._send_started = time.perf_counter()
+
+    async def after_send_events(self, result: inngest.SendEventsResult) -> None:
+        EVENT_SEND_DURATION.observe(time.perf_counter() - getattr(self, "_send_started", time.perf_counter()))
+        EVENTS_SENT.labels("rejected" if result.error else "ok").inc(max(len(result.ids), 1))
+
+
+def record_unreachable_send(count: int) -> None:
+    """The SDK calls no middleware when the event API never answered; count those here."""
+    EVENTS_SENT.labels("unreachable").inc(count)
+
+
+def setup_metrics(app: FastAPI, settings: Settings, function_count: int) -> None:
+    BUILD_INFO.labels(settings.app_version, settings.inngest_mode.value).set(1)
+    REGISTERED_FUNCTIONS.set(function_count)
+    Instrumentator(
+        should_group_status_codes=False,
+        excluded_handlers=["/metrics"],
+    ).add(
+        http_metrics.requests(),
+        http_metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+    ).instrument(app)
+
+    # The launcher exported this directory to the workers (see app.server).
+    multiprocess_dir = str(settings.prometheus_multiproc_dir) if settings.web_concurrency > 1 else None
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        registry = REGISTRY
+        if multiprocess_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,54 @@
+"""Run the app under uvicorn with uvloop + httptools, N workers and a graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import uvicorn
+
+from app.logs import configure_logging, uvicorn_log_config
+from app.settings import Settings
+
+
+def _prepare_metrics_dir(settings: Settings) -> None:
+    # prometheus-client reads this variable at import: set it (or clear it) before any worker imports it.
+    if settings.web_concurrency > 1:
+        path = settings.prometheus_multiproc_dir
+        shutil.rmtree(path, ignore_errors=True)  # stale files from a previous run would be summed in
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    else:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    _prepare_metrics_dir(settings)
+    config = uvicorn.Config(
+        # One worker gets the validated settings object; several re-read the same environment each.
+        "app.main:app" if settings.web_concurrency > 1 else _single_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_timeout) or None,
+        log_config=uvicorn_log_config(),
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    if settings.web_concurrency > 1:
+        sock = config.bind_socket()
+        uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
+    else:
+        server.run()
+
+
+def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    return create_app(settings)

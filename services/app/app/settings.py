@@ -1,0 +1,233 @@
+"""The one settings model. The only place the environment is read; validated once at start."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import string
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app import __version__
+
+# Inngest Cloud signing keys look like `signkey-prod-<hex>`; `inngest start` only takes the bare hex.
+_KEY_PREFIX = re.compile(r"^signkey-\w+-")
+_LOCAL_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+class Mode(enum.StrEnum):
+    DEV = "dev"
+    SELF_HOSTED = "self-hosted"
+    CLOUD = "cloud"
+
+
+class ConfigError(Exception):
+    """Bad configuration: one human line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def bare_signing_key(key: str) -> str:
+    """The hex part of a signing key (what `inngest start --signing-key` accepts)."""
+    return _KEY_PREFIX.sub("", key, count=1)
+
+
+def _key_problem(var: str, key: str) -> str | None:
+    bare = bare_signing_key(key)
+    if not bare or len(bare) % 2 or any(c not in string.hexdigits for c in bare):
+        return (
+            f"{var}: must be even-length hex (optionally prefixed signkey-<env>-); "
+            "generate one with `openssl rand -hex 32`"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOCAL_HOSTNAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+class Settings(BaseSettings):
+    """Every variable the app understands. Unknown `INNGEST_MODE` values and bad keys stop the start."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Safe default: without an explicit mode the app runs in production mode and insists on keys.
+    inngest_mode: Mode = Mode.CLOUD
+    inngest_app_id: str = Field(default="fastapi-app", min_length=1, max_length=64)
+    inngest_base_url: str | None = None
+    inngest_signing_key: str | None = None
+    inngest_signing_key_fallback: str | None = None
+    inngest_event_key: str | None = None
+    inngest_serve_origin: str | None = None
+    inngest_serve_path: str = "/api/inngest"
+    # Allows a loopback serve origin outside dev: for a server on the same host (tests, single box).
+    inngest_allow_loopback_origin: bool = False
+    inngest_sync_on_startup: bool | None = None
+    inngest_sync_timeout: float = Field(default=60.0, gt=0)
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    graceful_shutdown_timeout: float = Field(default=20.0, ge=0)
+    shutdown_drain_seconds: float | None = Field(default=None, ge=0)
+    log_level: str = "INFO"
+    # /tmp is the one writable path of the read-only container (a tmpfs / emptyDir).
+    prometheus_multiproc_dir: Path = Path("/tmp/app-metrics")  # noqa: S108
+    side_effects_db: Path = Path("/tmp/app-side-effects.sqlite3")  # noqa: S108
+    app_version: str = __version__
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        problems = _problems(self)
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    # Derived values: computed once, never re-read from the environment.
+    @property
+    def is_dev(self) -> bool:
+        return self.inngest_mode is Mode.DEV
+
+    @cached_property
+    def api_base_url(self) -> str | None:
+        """Where the SDK sends registrations and events; None means Inngest Cloud."""
+        if self.inngest_mode is Mode.CLOUD:
+            return None
+        return (self.inngest_base_url or "http://127.0.0.1:8288").rstrip("/")
+
+    @property
+    def signing_key(self) -> str | None:
+        return bare_signing_key(self.inngest_signing_key) if self.inngest_signing_key else None
+
+    @property
+    def sync_on_startup(self) -> bool:
+        if self.inngest_sync_on_startup is not None:
+            return self.inngest_sync_on_startup
+        return self.inngest_mode is not Mode.CLOUD
+
+    @property
+    def drain_seconds(self) -> float:
+        if self.shutdown_drain_seconds is not None:
+            return self.shutdown_drain_seconds
+        return 0.0 if self.is_dev else 3.0
+
+    @property
+    def serve_url(self) -> str | None:
+        """The URL the Inngest server calls the app at (what gets registered)."""
+        if not self.inngest_serve_origin:
+            return None
+        return self.inngest_serve_origin.rstrip("/") + self.inngest_serve_path
+
+    @property
+    def local_serve_url(self) -> str:
+        """The serve endpoint over loopback, for the app's own checks."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}{self.inngest_serve_path}"
+
+
+def _problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    production = s.inngest_mode is not Mode.DEV
+    if not s.inngest_serve_path.startswith("/") or s.inngest_serve_path.endswith("/"):
+        problems.append("INNGEST_SERVE_PATH: must start with / and not end with / (e.g. /api/inngest)")
+
+    if s.inngest_mode is Mode.SELF_HOSTED and not s.inngest_base_url:
+        problems.append(
+            "INNGEST_BASE_URL: required in self-hosted mode; set it to the server URL (e.g. http://inngest:8288)"
+        )
+    if s.inngest_mode is Mode.CLOUD and s.inngest_base_url:
+        problems.append(
+            "INNGEST_BASE_URL: must not be set in cloud mode (the SDK talks to Inngest Cloud); "
+            "unset it or use INNGEST_MODE=self-hosted"
+        )
+    if s.inngest_base_url and not _has_http_scheme(s.inngest_base_url):
+        problems.append("INNGEST_BASE_URL: must be an http(s) URL with a host (e.g. http://inngest:8288)")
+
+    if production:
+        if not s.inngest_signing_key:
+            problems.append(
+                f"INNGEST_SIGNING_KEY: required in {s.inngest_mode} mode; "
+                + (
+                    "use the Cloud signing key (signkey-prod-...)"
+                    if s.inngest_mode is Mode.CLOUD
+                    else "use the server's key (openssl rand -hex 32)"
+                )
+            )
+        if not s.inngest_event_key:
+            problems.append(f"INNGEST_EVENT_KEY: required in {s.inngest_mode} mode; use the server's event key")
+        if not s.inngest_serve_origin:
+            problems.append(
+                f"INNGEST_SERVE_ORIGIN: required in {s.inngest_mode} mode; set the URL the server reaches "
+                "the app at (e.g. http://app:8000)"
+            )
+    for var, key in (
+        ("INNGEST_SIGNING_KEY", s.inngest_signing_key),
+        ("INNGEST_SIGNING_KEY_FALLBACK", s.inngest_signing_key_fallback),
+    ):
+        if key and (problem := _key_problem(var, key)):
+            problems.append(problem)
+
+    if s.inngest_serve_origin:
+        parts = urlsplit(s.inngest_serve_origin)
+        if not _has_http_scheme(s.inngest_serve_origin):
+            problems.append(
+                "INNGEST_SERVE_ORIGIN: needs a scheme and host, e.g. http://app:8000 "
+                "(without a scheme the SDK registers https://)"
+            )
+        elif parts.path.strip("/") or parts.query:
+            problems.append(
+                "INNGEST_SERVE_ORIGIN: origin only (scheme://host:port); put the path in INNGEST_SERVE_PATH"
+            )
+        elif production and not s.inngest_allow_loopback_origin and _is_loopback(parts.hostname or ""):
+            problems.append(
+                "INNGEST_SERVE_ORIGIN: points at localhost, which the server cannot reach from its own "
+                "container; use the app's service URL (e.g. http://app:8000)"
+            )
+    return problems
+
+
+def _has_http_scheme(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def known_env_vars() -> set[str]:
+    """Names of every environment variable the settings model reads."""
+    return {name.upper() for name in Settings.model_fields}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the environment; raises ConfigError with one line per problem."""
+    try:
+        return Settings(**overrides)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> str:
+    loc = err.get("loc") or ()
+    var = str(loc[0]).upper() if loc else "settings"
+    ctx = err.get("ctx") or {}
+    if isinstance(ctx.get("error"), ConfigError):
+        return "\n".join(ctx["error"].problems)
+    if var == "INNGEST_MODE":
+        return "INNGEST_MODE: must be one of dev, self-hosted, cloud"
+    return f"{var}: {err.get('msg', 'invalid value')}"

@@ -1,0 +1,160 @@
+"""Verified sync: PUT the serve endpoint, which makes the SDK register with the server, then check `ok`.
+
+The SDK answers the PUT with HTTP 200 even when the server refused the registration (it forwards the
+server's body), so success is `ok: true` in the body, never the status code alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
+from tenacity.stop import StopBaseT
+
+from app import metrics
+from app.health import SyncState
+from app.logs import configure_logging
+from app.settings import Settings
+
+log = logging.getLogger("app.sync")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    outcome: str  # ok | rejected | unreachable
+    message: str
+    modified: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+def sign(body: bytes, signing_key: str, now: int | None = None) -> str:
+    """`X-Inngest-Signature` for a request body, as the server signs it (HMAC-SHA256 over body + t)."""
+    ts = str(now if now is not None else int(time.time()))
+    digest = hmac.new(signing_key.encode(), body + ts.encode(), hashlib.sha256).hexdigest()
+    return f"t={ts}&s={digest}"
+
+
+def interpret(status: int, body: object) -> SyncResult:
+    """Classify the serve endpoint's answer to a sync PUT."""
+    data = body if isinstance(body, dict) else {}
+    reason = data.get("error") or data.get("message")
+    if status == 200 and data.get("ok") is True:
+        modified = data.get("modified")
+        return SyncResult("ok", "registered" + (" (changed)" if modified else ""), modified=modified)
+    if status == 200:
+        return SyncResult("rejected", f"server refused the registration: {reason or 'no reason given'}")
+    if status == 401:
+        return SyncResult("rejected", f"the app refused the signed sync request (signing key mismatch): {reason}")
+    if status >= 500:
+        return SyncResult("unreachable", f"the app could not reach the Inngest server: {reason or status}")
+    return SyncResult("rejected", f"sync answered HTTP {status}: {reason or 'no reason given'}")
+
+
+async def sync_once(http: httpx.AsyncClient, url: str, signing_key: str | None) -> SyncResult:
+    headers = {"X-Inngest-Signature": sign(b"", signing_key)} if signing_key else {}
+    try:
+        resp = await http.put(url, headers=headers)
+    except httpx.TransportError as exc:
+        return SyncResult("unreachable", f"app serve endpoint {url} unreachable: {exc!r}")
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": resp.text[:200]}
+    return interpret(resp.status_code, body)
+
+
+async def sync_until(
+    http: httpx.AsyncClient,
+    url: str,
+    signing_key: str | None,
+    *,
+    deadline: float | None,
+    retry_rejected: bool,
+) -> SyncResult:
+    """Retry with exponential backoff until ok, or the deadline; rejections end it unless retry_rejected."""
+
+    def again(result: SyncResult) -> bool:
+        if result.ok:
+            return False
+        log.warning("sync attempt failed", extra={"outcome": result.outcome, "reason": result.message})
+        return retry_rejected or result.outcome == "unreachable"
+
+    stop: StopBaseT = stop_never if deadline is None else stop_after_delay(deadline)
+    retrying = AsyncRetrying(
+        stop=stop,
+        wait=wait_exponential_jitter(initial=0.25, max=15),
+        retry=retry_if_result(again),
+        # At the deadline, hand back the last answer (with the server's reason) instead of raising.
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    result: SyncResult = await retrying(sync_once, http, url, signing_key)
+    return result
+
+
+class SyncObserver:
+    """Counts every sync PUT the serve endpoint answers (server, job or self) and tracks the last state."""
+
+    def __init__(self, app: ASGIApp, path: str, state: SyncState) -> None:
+        self.app = app
+        self.path = path
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "PUT" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        try:
+            body = json.loads(b"".join(chunks) or b"{}")
+        except ValueError:
+            body = {}
+        self.record(interpret(status, body))
+
+    def record(self, result: SyncResult) -> None:
+        metrics.SYNC_ATTEMPTS.labels(result.outcome).inc()
+        self.state.attempts += 1
+        if result.ok:
+            now = time.time()
+            metrics.LAST_SYNC_SUCCESS.set(now)
+            self.state.status, self.state.last_ok_at, self.state.last_error = "ok", now, None
+            log.info("synced with the Inngest server", extra={"detail": result.message})
+        else:
+            self.state.status, self.state.last_error = "failed", result.message
+            log.warning("sync failed", extra={"outcome": result.outcome, "reason": result.message})
+
+
+async def run_sync(settings: Settings) -> int:
+    """`python -m app sync`: one verified sync, retried until the deadline; exit 1 with the reason."""
+    configure_logging(settings.log_level)
+    url = settings.serve_url or settings.local_serve_url
+    async with httpx.AsyncClient(timeout=30) as http:
+        result = await sync_until(
+            http, url, settings.signing_key, deadline=settings.inngest_sync_timeout, retry_rejected=False
+        )
+    if result.ok:
+        print(f"sync ok: {url} {result.message}")
+        return 0
+    print(f"sync failed ({result.outcome}): {result.message}", file=sys.stderr)
+    return 1
