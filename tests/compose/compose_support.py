@@ -1,0 +1,54 @@
+"""Shared constants and helpers of the compose tests (a unique module name, unlike conftest)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+try:
+    from tests.conftest import require_tool
+except ImportError:  # pragma: no cover - pytest started without the repository root on sys.path
+    _spec = importlib.util.spec_from_file_location("_root_conftest", ROOT / "tests" / "conftest.py")
+    assert _spec and _spec.loader
+    _root = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_root)
+    require_tool = _root.require_tool
+MODES = ("base", "dev", "ha", "cloud")
+
+# Sentinel secrets: every one must reach the rendered model only through ${VAR} interpolation.
+TEST_ENV = {
+    "INNGEST_SIGNING_KEY": "5e1f00000000000000000000000000000000000000000000000000000000000a",
+    "INNGEST_EVENT_KEY": "5e2f0000000000000000000000000000000000000000000000000000000000eb",
+    "POSTGRES_PASSWORD": "5e3f0000000000000000000000000000",
+    "REDIS_PASSWORD": "5e4f0000000000000000000000000000",
+    "GRAFANA_ADMIN_PASSWORD": "5e5f0000000000000000000000000000",
+    "INNGEST_CLOUD_SIGNING_KEY": "signkey-prod-5e6f000000000000000000000000000000000000000000000000000000000000",
+    "INNGEST_CLOUD_EVENT_KEY": "5e7f000000000000000000000000000000000000000000000000000000000c1d",
+    "INNGEST_CLOUD_SERVE_ORIGIN": "https://app.example.com",
+}
+
+
+def compose_files(mode: str) -> list[str]:
+    files = ["-f", str(ROOT / "docker-compose.yml")]
+    if mode != "base":
+        files += ["-f", str(ROOT / "deploy" / "compose" / f"{mode}.yml")]
+    return files
+
+
+def clean_env() -> dict[str, str]:
+    """No stray INNGEST_*/COMPOSE_* from the caller's shell may influence the rendering."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+
+
+def unwrap_compose(path: str) -> str:
+    """The pip package's `docker-compose` is a Python shim that always exits 0: use the Go binary."""
+    text = Path(path).read_bytes()[:4096]
+    if b"from compose import" not in text:
+        return path
+    python = text.splitlines()[0][2:].decode().strip()
+    code = "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -1,0 +1,250 @@
+"""The compose files, rendered by the real Compose v2 binary, checked against the app's contract."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from compose_support import MODES, ROOT, TEST_ENV
+
+COMPOSE_FILES = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy" / "compose").glob("*.yml"))]
+WITH_SERVER = ("base", "dev", "ha")
+SECRETISH = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|_URI$|AUTH")
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads compose files with their `!reset` / `!override` tags (value kept as is)."""
+
+
+def _keep(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    value = loader.construct_scalar(node)
+    return None if value in ("", "null", "~") else value
+
+
+_Loader.add_multi_constructor("!", _keep)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+
+
+def _settings() -> Any:
+    return pytest.importorskip("app.settings", reason="the app package is not installed (make venv)")
+
+
+def sdk_url(service: dict[str, Any]) -> str:
+    cmd = service["command"]
+    for flag in ("--sdk-url", "-u"):
+        if flag in cmd:
+            return str(cmd[cmd.index(flag) + 1])
+    raise AssertionError(f"no --sdk-url in {cmd}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_config_quiet(run_compose, mode: str) -> None:
+    proc = run_compose(mode, "config", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_keys_fail_fast_with_a_hint(run_compose) -> None:
+    proc = run_compose("base", "config", "--quiet", env_path=None)
+    assert proc.returncode != 0
+    assert "run make up to create .env" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", WITH_SERVER)
+def test_start_order(rendered, mode: str) -> None:
+    services = rendered[mode]["services"]
+    assert services["inngest"]["depends_on"]["app"]["condition"] == "service_healthy"
+    sync = services["sync"]
+    assert {k: v["condition"] for k, v in sync["depends_on"].items()} == {
+        "app": "service_healthy",
+        "inngest": "service_healthy",
+    }
+    assert sync["restart"] == "no"
+    assert sync["command"] == ["python", "-m", "app", "sync"]
+    assert sync["image"] == services["app"]["image"]
+    for name, svc in services.items():
+        if name != "sync":
+            assert "test" in svc.get("healthcheck", {}), f"{name} has no health check"
+
+
+def test_ha_server_waits_for_its_stores(rendered) -> None:
+    services = rendered["ha"]["services"]
+    deps = services["inngest"]["depends_on"]
+    for store in ("postgres", "redis"):
+        assert deps[store]["condition"] == "service_healthy"
+        assert services[store]["healthcheck"]["test"]
+    env = services["inngest"]["environment"]
+    assert env["INNGEST_POSTGRES_URI"].startswith("postgres://") and "@postgres:5432/" in env["INNGEST_POSTGRES_URI"]
+    assert env["INNGEST_REDIS_URI"].startswith("redis://") and "@redis:6379" in env["INNGEST_REDIS_URI"]
+    assert "INNGEST_SQLITE_DIR" not in env
+    assert not services["inngest"].get("volumes")
+
+
+def test_dev_runs_the_dev_server_and_the_app_in_dev_mode(rendered) -> None:
+    services = rendered["dev"]["services"]
+    assert services["inngest"]["command"][:2] == ["inngest", "dev"]
+    assert "--no-discovery" in services["inngest"]["command"]
+    for name in ("app", "sync"):
+        assert services[name]["environment"]["INNGEST_MODE"] == "dev"
+        assert services[name]["working_dir"] == "/src"
+    assert "--reload" in services["app"]["command"]
+
+
+def test_cloud_has_no_local_server(rendered) -> None:
+    model = rendered["cloud"]
+    assert "inngest" not in model["services"]
+    assert "inngest-data" not in model.get("volumes", {})
+    for name in ("app", "sync"):
+        env = model["services"][name]["environment"]
+        assert env["INNGEST_MODE"] == "cloud"
+        assert "INNGEST_BASE_URL" not in env
+        assert env["INNGEST_SIGNING_KEY"] == TEST_ENV["INNGEST_CLOUD_SIGNING_KEY"]
+        assert env["INNGEST_SERVE_ORIGIN"] == TEST_ENV["INNGEST_CLOUD_SERVE_ORIGIN"]
+    assert set(model["services"]["sync"]["depends_on"]) == {"app"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_images_are_pinned(rendered, mode: str) -> None:
+    services = rendered[mode]["services"]
+    built = {svc["image"] for svc in services.values() if "build" in svc}
+    for name, svc in services.items():
+        image = svc["image"]
+        repo, _, tag = image.rpartition(":") if "@" not in image else (image, "", "digest")
+        assert repo and tag and "/" not in tag, f"{name}: untagged image {image}"
+        assert tag != "latest", f"{name}: {image}"
+        if image not in built:  # pulled images: a concrete version, not a moving major tag
+            assert re.search(r"\d+\.\d+", tag), f"{name}: {image} is not pinned to a release"
+
+
+def test_inngest_version_defined_once() -> None:
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert re.fullmatch(r"inngest/inngest:v\d+\.\d+\.\d+", base["x-inngest-image"])
+    mentions = sum(f.read_text().count("inngest/inngest:") for f in COMPOSE_FILES)
+    assert mentions == 1, "the Inngest image must be defined exactly once (x-inngest-image)"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_published_ports_are_loopback_only(rendered, mode: str) -> None:
+    published = {}
+    for name, svc in rendered[mode]["services"].items():
+        for port in svc.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+            published[int(port["target"])] = name
+    if mode in WITH_SERVER:
+        assert published.get(8288) == "inngest"
+        assert 8289 not in published
+
+
+def test_no_secret_literals_in_compose_files() -> None:
+    """Every secret-looking value in the files is an interpolation; no long hex/base64 literals."""
+    for path in COMPOSE_FILES:
+        text = path.read_text()
+        assert not re.search(r"\b[0-9a-fA-F]{24,}\b", text), f"{path}: hex literal"
+        assert "signkey-" not in text.replace("signkey-prod-...", ""), f"{path}: signing key literal"
+        for svc in (load_yaml(path).get("services") or {}).values():
+            for key, value in ((svc or {}).get("environment") or {}).items():  # type: ignore[union-attr]
+                if SECRETISH.search(key) and value is not None:
+                    assert "${" in str(value), f"{path}: {key} is a literal"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_secrets_come_from_the_env_file(rendered, mode: str) -> None:
+    sentinels = set(TEST_ENV.values())
+    for name, svc in rendered[mode]["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if SECRETISH.search(key) and key != "INNGEST_EXPERIMENTAL_PROM_METRICS":
+                assert any(s in str(value) for s in sentinels), f"{mode}/{name}: {key}={value}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_app_and_sync_are_hardened(rendered, mode: str) -> None:
+    for name in ("app", "sync"):
+        svc = rendered[mode]["services"][name]
+        assert svc["read_only"] is True
+        assert svc["tmpfs"] == ["/tmp"]
+        assert svc["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in svc["security_opt"]
+
+
+def test_app_healthcheck_matches_the_dockerfile(rendered, dockerfile_healthcheck) -> None:
+    test = rendered["base"]["services"]["app"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    assert test[1:] == dockerfile_healthcheck
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_app_env_is_known_to_the_settings_model(rendered, mode: str) -> None:
+    known = _settings().known_env_vars()
+    for name in ("app", "sync"):
+        env = rendered[mode]["services"][name]["environment"]
+        unknown = set(env) - known
+        assert not unknown, f"{mode}/{name}: variables the app does not read: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_app_env_is_valid_for_the_settings_model(rendered, mode: str, monkeypatch) -> None:
+    """The exact environment compose gives the app passes the app's own validation."""
+    settings = _settings()
+    for name in settings.known_env_vars():
+        monkeypatch.delenv(name, raising=False)
+    for key, value in rendered[mode]["services"]["app"]["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    s = settings.load_settings()
+    assert s.inngest_mode.value == {"base": "self-hosted", "ha": "self-hosted"}.get(mode, mode)
+
+
+@pytest.mark.parametrize("mode", WITH_SERVER)
+def test_server_calls_the_app_where_it_serves(rendered, mode: str) -> None:
+    settings = _settings()
+    services = rendered[mode]["services"]
+    env = services["app"]["environment"]
+    defaults = settings.Settings.model_fields
+    port = int(env.get("PORT", defaults["port"].default))
+    path = env.get("INNGEST_SERVE_PATH", defaults["inngest_serve_path"].default)
+
+    url = urlsplit(sdk_url(services["inngest"]))
+    assert (url.scheme, url.hostname, url.port, url.path) == ("http", "app", port, path)
+    assert env["INNGEST_SERVE_ORIGIN"] == f"http://app:{port}"
+    assert env.get("INNGEST_BASE_URL") == "http://inngest:8288"
+    # Uvicorn in the dev override listens on the same port.
+    cmd = services["app"].get("command") or []
+    if "--port" in cmd:
+        assert int(cmd[cmd.index("--port") + 1]) == port
+
+
+def test_prometheus_scrapes_the_app_port(rendered) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "compose" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    port = int(rendered["base"]["services"]["app"]["environment"].get("PORT", 8000))
+    assert jobs["app"]["static_configs"][0]["targets"] == [f"app:{port}"]
+    assert jobs["inngest"]["dns_sd_configs"][0]["port"] == 8288
+    assert rendered["base"]["services"]["inngest"]["environment"]["INNGEST_EXPERIMENTAL_PROM_METRICS"] == "1"
+
+
+def test_env_example_documents_every_variable() -> None:
+    example = (ROOT / ".env.example").read_text()
+    used = set()
+    for path in COMPOSE_FILES:
+        used |= set(re.findall(r"\$\{([A-Z0-9_]+)", path.read_text()))
+    missing = {v for v in used if not re.search(rf"^#? ?{v}=", example, re.M)}
+    assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_override_files_do_not_copy_the_base() -> None:
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for path in sorted((ROOT / "deploy" / "compose").glob("*.yml")):
+        override = load_yaml(path) or {}
+        for name, svc in (override.get("services") or {}).items():
+            for key, value in (svc or {}).items():
+                if name in base and key in base[name] and key != "environment":
+                    assert value != base[name][key], f"{path.name}: {name}.{key} repeats the base"
