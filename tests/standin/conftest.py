@@ -1,0 +1,3 @@
+"""Fixtures for the stand-in's own tests (shared with tests/e2e)."""
+
+from tests.standin.fixtures import *  # noqa: F403

@@ -1,0 +1,122 @@
+"""The stand-in drives a real SDK app (a minimal sample, not the product) through every opcode."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.standin.fixtures import PYTHON, StandInProcess, _Process, free_port, wait_until
+
+
+def start_sample(log_dir: Path, standin: StandInProcess, port: int) -> tuple[_Process, Path]:
+    """The sample SDK app under uvicorn, configured like the product (production mode, signed)."""
+    app = _Process(log_dir)
+    effects = log_dir / "effects.txt"
+    env = {
+        **os.environ,
+        "INNGEST_SIGNING_KEY": standin.signing_key,
+        "INNGEST_EVENT_KEY": standin.event_key,
+        "INNGEST_BASE_URL": standin.url,
+        "INNGEST_SERVE_ORIGIN": f"http://127.0.0.1:{port}",
+        "SAMPLE_EFFECTS_FILE": str(effects),
+    }
+    env.pop("INNGEST_DEV", None)
+    app._spawn(
+        [PYTHON, "-m", "uvicorn", "tests.standin.sample_app:app", "--port", str(port), "--log-level", "warning"], env
+    )
+    return app, effects
+
+
+def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/inngest"
+    standin = standin_factory(sdk_urls=[url], time_scale=0.001, poll_interval=0.2)
+    # The app is not up yet: the server keeps polling and records the failures.
+    wait_until(lambda: len(standin.state()["puts"]) >= 2, 10, what="PUT retries")
+    assert all(p["status"] is None for p in standin.state()["puts"])
+    app, effects = start_sample(e2e_log_dir, standin, port)
+    try:
+        state = standin.wait_synced()
+        assert state["synced"] == {url: True}
+        assert "sample-steps" in state["functions"]
+        puts = len(state["puts"])
+        # Never polled again once synced (inngest/inngest#3791).
+        time.sleep(0.8)
+        assert len(standin.state()["puts"]) == puts
+
+        standin.send("sample/steps")
+        standin.send("sample/sleep")
+        wait_id = standin.send("sample/wait", {"key": "k1"})
+        standin.send("sample/wait", {"key": "never"})
+        standin.send("sample/flaky", {"fail_times": 1})
+        standin.send("sample/flaky", {"fail_times": 5})
+        standin.send("sample/fatal")
+        standin.send("sample/fanout")
+        wait_until(lambda: standin.state()["pauses"] >= 2, 10, what="both pauses")
+        standin.send("sample/reply", {"key": "k1", "v": 42})
+        standin.fire_cron("nightly")
+        runs = standin.wait_runs(12, timeout=60)
+        by_fn: dict[str, list[dict]] = {}
+        for r in runs:
+            by_fn.setdefault(r["function_id"].removeprefix("sample-"), []).append(r)
+
+        assert [r["output"] for r in by_fn["steps"]] == [6]
+        assert all(s["reports"] == 1 and s["saved"] for s in by_fn["steps"][0]["steps"].values())
+        assert len(effects.read_text().splitlines()) == 3  # each step ran exactly once
+        assert by_fn["sleepy"][0]["output"] == "rested"
+        waits = {r["event_id"]: r["output"] for r in by_fn["waiter"]}
+        assert sorted(waits.values(), key=str) == [None, {"key": "k1", "v": 42}]
+        assert {r["event_id"] for r in standin.runs_for_event(wait_id)} == {wait_id}
+        flaky = sorted(by_fn["flaky"], key=lambda r: r["status"])
+        assert flaky[0]["status"] == "Completed" and flaky[0]["output"] == "ok after 1"
+        assert flaky[1]["status"] == "Failed"  # 3 attempts (retries=2) all failed
+        assert next(iter(flaky[1]["steps"].values()))["errors"] == 2
+        assert by_fn["fatal"][0]["status"] == "Failed" and by_fn["fatal"][0]["sdk_calls"] == 1
+        assert sorted(r["output"] for r in by_fn["child"]) == [0, 10, 20]
+        assert len(by_fn["fanout"][0]["output"]) == 3
+        assert by_fn["nightly"][0]["output"] == "inngest/scheduled.timer"
+        stats = standin.stats()["counters"]
+        assert stats.get("sdk_bad_signature", 0) == 0 and stats.get("sdk_missing_header", 0) == 0
+        assert stats.get("duplicate_step_results", 0) == 0
+    finally:
+        app.stop()
+
+
+def test_register_and_event_auth(standin: StandInProcess) -> None:
+    res = standin.http.post("/fn/register", json={"appname": "x", "url": "http://x", "functions": []})
+    assert res.status_code == 401
+    assert standin.http.post("/e/wrong-key", json={"name": "a"}).status_code == 401
+    assert standin.http.post(f"/e/{standin.event_key}", content=b"{").status_code == 400
+    assert standin.http.post(f"/e/{standin.event_key}", json={"data": {}}).status_code == 400
+    ok = standin.http.post(f"/e/{standin.event_key}", json=[{"name": "a"}, {"name": "b"}]).json()
+    assert ok["status"] == 200 and len(ok["ids"]) == 2
+    from inngest._internal import transforms
+
+    bearer = {"Authorization": f"Bearer {transforms.hash_signing_key(standin.signing_key)}"}
+    body = {
+        "appname": "x",
+        "url": "http://127.0.0.1:1/api/inngest",
+        "functions": [
+            {
+                "id": "x-f",
+                "triggers": [{"event": "a"}],
+                "steps": {
+                    "step": {
+                        "id": "step",
+                        "name": "step",
+                        "runtime": {"type": "http", "url": "http://127.0.0.1:1/api/inngest?fnId=x-f&stepId=step"},
+                    }
+                },
+            }
+        ],
+    }
+    first = standin.http.post("/fn/register", json=body, headers=bearer).json()
+    again = standin.http.post("/fn/register", json=body, headers=bearer).json()
+    assert first["ok"] and first["modified"] and again["ok"] and not again["modified"]
+    assert first["app_id"] == again["app_id"]
+    assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs").status_code == 401
+    assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs", headers=bearer).json()["data"] == []
+    assert httpx.get(standin.url + "/health").json() == {"status": 200, "message": "OK"}
