@@ -1,0 +1,276 @@
+"""Policy checks on the rendered manifests: hardening, resources, probes, pinned images, secrets,
+shutdown budget, and the server/compose agreements."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.k8s.conftest import (
+    APP_IMAGE,
+    SECRET_NAME,
+    Doc,
+    app_config,
+    containers,
+    find,
+    load_compose,
+    one,
+    pod_specs,
+)
+
+# Names that must never carry a literal value (in a ConfigMap or an env `value:`).
+SECRET_NAME_RE = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|_URI$|AUTH", re.I)
+# Values that look like credentials wherever they appear.
+SECRET_VALUE_RE = re.compile(r"^(signkey-\w+-)?[0-9a-f]{32,}$|://[^/@\s]*:[^/@\s]+@", re.I)
+
+
+def test_every_container_is_hardened(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    for workload, spec in pod_specs(docs):
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, where
+        assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        assert spec.get("hostNetwork") is not True and spec.get("hostPID") is not True, where
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c.get("securityContext", {})
+            name = f"{where} container {c['name']}"
+            assert sc.get("runAsNonRoot") is True, name
+            assert isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, name
+            assert sc.get("readOnlyRootFilesystem") is True, name
+            assert sc.get("allowPrivilegeEscalation") is False, name
+            assert sc.get("privileged") is False, name
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert not sc.get("capabilities", {}).get("add"), name
+
+
+def test_own_images_run_as_uid_10001(overlay: tuple[str, list[Doc]]) -> None:
+    """The app image's user (Dockerfile: uid 10001), also used for the Inngest server."""
+    _, docs = overlay
+    for _, c in containers(docs):
+        if c["image"].split(":")[0] in (APP_IMAGE, "inngest/inngest"):
+            assert c["securityContext"]["runAsUser"] == 10001, c["name"]
+
+
+def test_every_container_has_requests_and_limits(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    for workload, c in containers(docs):
+        res = c.get("resources", {})
+        for kind in ("requests", "limits"):
+            assert set(res.get(kind, {})) >= {"cpu", "memory"}, f"{workload['metadata']['name']}/{c['name']} {kind}"
+
+
+def test_long_running_containers_have_all_three_probes(overlay: tuple[str, list[Doc]]) -> None:
+    """Deployments and StatefulSets; Job containers and init containers run to completion."""
+    _, docs = overlay
+    for workload, spec in pod_specs(docs):
+        if workload["kind"] == "Job":
+            continue
+        for c in spec["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in c, f"{workload['metadata']['name']}/{c['name']} has no {probe}"
+
+
+def test_app_probes_use_the_right_endpoints(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    (app,) = one(docs, "Deployment", "app")["spec"]["template"]["spec"]["containers"]
+    assert app["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Liveness is the process only: an Inngest outage must not restart the app.
+    assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert app[probe]["httpGet"]["port"] == "http"
+    assert app["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+
+
+def test_images_are_pinned(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    for workload, c in containers(docs):
+        image = c["image"]
+        name, _, tag = image.rpartition(":")
+        assert name and tag and "/" not in tag, f"{workload['metadata']['name']}/{c['name']}: {image} has no tag"
+        assert tag != "latest", image
+
+
+def test_no_secret_values_in_configmaps_or_env_literals(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    assert not find(docs, "Secret"), "Secrets are created out of band (docs/k8s.md), never rendered"
+    for cm in find(docs, "ConfigMap"):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            continue
+        for key, value in cm["data"].items():
+            assert not SECRET_NAME_RE.search(key), f"{cm['metadata']['name']}: {key} belongs in the Secret"
+            assert not SECRET_VALUE_RE.search(value), f"{cm['metadata']['name']}: {key} looks like a credential"
+    for workload, c in containers(docs):
+        for env in c.get("env", []):
+            where = f"{workload['metadata']['name']}/{c['name']} {env['name']}"
+            if "value" in env:
+                assert not SECRET_NAME_RE.search(env["name"]), f"{where} must come from the Secret"
+                assert not SECRET_VALUE_RE.search(env["value"]), f"{where} looks like a credential"
+            elif "secretKeyRef" in env.get("valueFrom", {}):
+                assert env["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME, where
+        for arg in c.get("command", []) + c.get("args", []):
+            assert not SECRET_VALUE_RE.search(arg.split("=", 1)[-1]), f"{workload['metadata']['name']}: {arg}"
+
+
+def test_shutdown_budget_fits_the_grace_period(overlay: tuple[str, list[Doc]]) -> None:
+    """preStop sleep + drain (readyz 503) + graceful shutdown < terminationGracePeriodSeconds."""
+    _, docs = overlay
+    spec = one(docs, "Deployment", "app")["spec"]["template"]["spec"]
+    config = app_config(docs)
+    (app,) = spec["containers"]
+    pre_stop = app["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = float(config["SHUTDOWN_DRAIN_SECONDS"])
+    graceful = float(config["GRACEFUL_SHUTDOWN_TIMEOUT"])
+    assert pre_stop > 0 and drain > 0
+    assert pre_stop + drain + graceful < spec["terminationGracePeriodSeconds"]
+    # Readiness must be able to see the drain: one failed probe within the drain window.
+    probe = app["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= drain + pre_stop
+
+
+def test_app_env_names_are_known_to_the_settings_model(overlay: tuple[str, list[Doc]]) -> None:
+    from app.settings import known_env_vars
+
+    _, docs = overlay
+    known = known_env_vars()
+    for workload, c in containers(docs, init=False):
+        if c["image"].split(":")[0] != APP_IMAGE:
+            continue
+        names = {e["name"] for e in c.get("env", [])}
+        for source in c.get("envFrom", []):
+            assert "configMapRef" in source, "envFrom a Secret would inject unknown names"
+            assert source["configMapRef"]["name"].startswith("app-config-"), source
+            names |= set(app_config(docs))
+        unknown = names - known
+        assert not unknown, f"{workload['metadata']['name']}/{c['name']}: unknown to app.settings: {unknown}"
+
+
+def test_app_config_is_valid_for_the_settings_model(overlay: tuple[str, list[Doc]]) -> None:
+    """The ConfigMap plus placeholder keys of the right shape passes the app's own validation."""
+    from app.settings import load_settings
+
+    name, docs = overlay
+    config = app_config(docs)
+    key = "signkey-prod-" + "ab" * 32 if config["INNGEST_MODE"] == "cloud" else "ab" * 32
+    overrides = {k.lower(): v for k, v in config.items()}
+    settings = load_settings(**overrides, inngest_signing_key=key, inngest_event_key="event-key")
+    assert settings.port == 8000
+    expected_mode = "cloud" if name == "cloud" else "self-hosted"
+    assert settings.inngest_mode == expected_mode
+    if name != "cloud":
+        assert settings.inngest_base_url == "http://inngest:8288"
+
+
+def _service_url(docs: list[Doc], service: str, port_name: str) -> str:
+    svc = one(docs, "Service", service)
+    (port,) = [p for p in svc["spec"]["ports"] if p["name"] == port_name]
+    return f"http://{service}:{port['port']}"
+
+
+@pytest.mark.parametrize("name", ["self-hosted", "ha"])
+def test_server_sdk_url_is_the_app_service_serve_url(name: str, rendered: dict[str, list[Doc]]) -> None:
+    """--sdk-url == http://<app Service>:<port><serve path> == the origin the app registers itself with.
+
+    The short Service name (same namespace) is used on purpose: it stays right whatever namespace an
+    overlay sets, and the server and the app's own sync then register one identical URL.
+    """
+    docs = rendered[name]
+    config = app_config(docs)
+    (server,) = one(docs, "Deployment", "inngest")["spec"]["template"]["spec"]["containers"]
+    sdk_urls = [a.split("=", 1)[1] for a in server["args"] if a.startswith("--sdk-url=")]
+    expected = _service_url(docs, "app", "http") + config["INNGEST_SERVE_PATH"]
+    assert sdk_urls == [expected]
+    assert config["INNGEST_SERVE_ORIGIN"] + config["INNGEST_SERVE_PATH"] == expected
+    assert config["INNGEST_BASE_URL"] == _service_url(docs, "inngest", "http")
+    # Keys reach the server from the Secret only.
+    env = {e["name"]: e for e in server["env"]}
+    for key in ("INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": key}
+
+
+def test_server_storage_per_overlay(rendered: dict[str, list[Doc]]) -> None:
+    self_hosted = one(rendered["self-hosted"], "Deployment", "inngest")["spec"]
+    assert self_hosted["replicas"] == 1 and self_hosted["strategy"]["type"] == "Recreate"
+    (data,) = [v for v in self_hosted["template"]["spec"]["volumes"] if v["name"] == "data"]
+    assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "inngest-data"}}
+    one(rendered["self-hosted"], "PersistentVolumeClaim", "inngest-data")
+
+    ha = one(rendered["ha"], "Deployment", "inngest")["spec"]
+    assert ha["replicas"] >= 2
+    env = {e["name"] for e in ha["template"]["spec"]["containers"][0]["env"]}
+    assert {"INNGEST_POSTGRES_URI", "INNGEST_REDIS_URI"} <= env
+    for kind, name in (("StatefulSet", "postgres"), ("StatefulSet", "redis"), ("PodDisruptionBudget", "inngest")):
+        one(rendered["ha"], kind, name)
+
+    assert not find(rendered["cloud"], "Deployment", "inngest")
+    assert not find(rendered["cloud"], "StatefulSet")
+
+
+def test_server_waits_for_app_readiness(rendered: dict[str, list[Doc]]) -> None:
+    for name in ("self-hosted", "ha"):
+        spec = one(rendered[name], "Deployment", "inngest")["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        assert init["image"].startswith(APP_IMAGE + ":")
+        assert "--url http://app:8000/readyz" in init["command"][-1]
+
+
+def test_sync_job_waits_and_runs_a_verified_sync(overlay: tuple[str, list[Doc]]) -> None:
+    name, docs = overlay
+    job = one(docs, "Job", "app-sync")
+    spec = job["spec"]["template"]["spec"]
+    (sync,) = spec["containers"]
+    assert sync["command"] == ["python", "-m", "app", "sync"]
+    assert sync["image"].startswith(APP_IMAGE + ":")
+    assert spec["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["ttlSecondsAfterFinished"] > 0
+    waits = {c["name"]: c["command"][-1] for c in spec["initContainers"]}
+    expected = {"wait-for-app": "http://app:8000/readyz"}
+    if name != "cloud":
+        expected["wait-for-inngest"] = "http://inngest:8288/health"
+    assert set(waits) == set(expected)
+    for container, url in expected.items():
+        assert f"--url {url};" in waits[container]
+
+
+def test_app_availability_objects(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    deployment = one(docs, "Deployment", "app")
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    hpa = one(docs, "HorizontalPodAutoscaler", "app")
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["scaleTargetRef"]["name"] == "app"
+    pdb = one(docs, "PodDisruptionBudget", "app")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert one(docs, "ServiceAccount", "app")["automountServiceAccountToken"] is False
+
+
+def test_everything_lands_in_one_namespace(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    (ns,) = find(docs, "Namespace")
+    for d in docs:
+        if d["kind"] != "Namespace":
+            assert d["metadata"].get("namespace") == ns["metadata"]["name"], d["metadata"]["name"]
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_image_tags_match_compose(rendered: dict[str, list[Doc]]) -> None:
+    compose = load_compose("docker-compose.yml")
+    ha = load_compose("deploy/compose/ha.yml")
+    expected = {
+        "inngest/inngest": compose["services"]["inngest"]["image"],
+        "postgres": ha["services"]["postgres"]["image"],
+        "redis": ha["services"]["redis"]["image"],
+    }
+    seen: dict[str, set[str]] = {}
+    for docs in rendered.values():
+        for _, c in containers(docs):
+            seen.setdefault(c["image"].rsplit(":", 1)[0], set()).add(c["image"])
+    for repo, image in expected.items():
+        assert seen[repo] == {image}, f"k8s {seen[repo]} != compose {image}"
+    assert len(seen[APP_IMAGE]) == 1
