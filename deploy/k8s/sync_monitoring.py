@@ -77,8 +77,7 @@ def render() -> dict[Path, str]:
         "data": dashboards(),
     }
     return {
-        COMPONENT / "prometheusrule.yaml": HEADER.format(src=", ".join(rel(p) for p in rule_files()))
-        + _dump(rules),
+        COMPONENT / "prometheusrule.yaml": HEADER.format(src=", ".join(rel(p) for p in rule_files())) + _dump(rules),
         COMPONENT / "dashboards.yaml": HEADER.format(src=rel(DASHBOARDS_DIR) + "/*.json") + _dump(board),
     }
 

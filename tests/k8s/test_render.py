@@ -21,9 +21,7 @@ CRDS = Path(__file__).parent / "crds"
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS, ids=lambda v: v or "latest")
-def test_core_kinds_validate_strictly(
-    overlay: tuple[str, list[Doc]], version: str | None, tmp_path: Path
-) -> None:
+def test_core_kinds_validate_strictly(overlay: tuple[str, list[Doc]], version: str | None, tmp_path: Path) -> None:
     name, docs = overlay
     tool = require_tool("kubernetes-validate", "run `make venv`")
     core = [d for d in docs if d["kind"] not in CRD_KINDS]
