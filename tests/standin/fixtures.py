@@ -237,8 +237,11 @@ class AppProcess(_Process):
 
     name = "app"
 
-    def __init__(self, log_dir: Path, standin: StandInProcess, *, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, log_dir: Path, standin: StandInProcess, *, port: int | None = None, module: str = "app", **env: str
+    ) -> None:
         super().__init__(log_dir)
+        self.module = module  # a test-only entry point may wrap the product (e.g. extra functions)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.serve_url = f"{self.url}/api/inngest"
@@ -263,7 +266,7 @@ class AppProcess(_Process):
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def start(self, wait_ready: bool = True, timeout: float = 30) -> AppProcess:
-        self._spawn([PYTHON, "-m", "app"], self.env)
+        self._spawn([PYTHON, "-m", self.module], self.env)
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -276,9 +279,15 @@ class AppProcess(_Process):
 
         wait_until(ready, timeout, what="app /readyz")
 
-    def restart(self, wait_ready: bool = True) -> AppProcess:
+    def restart(self, wait_ready: bool = True, module: str | None = None) -> AppProcess:
+        """Stop (SIGTERM) and start again on the same port: a redeploy, optionally of another build."""
         self.stop()
+        self.module = module or self.module
         return self.start(wait_ready)
+
+    def readyz(self) -> dict[str, Any]:
+        res = self.http.get("/readyz")
+        return {"status_code": res.status_code, **res.json()}
 
     def metrics(self) -> str:
         return self.http.get("/metrics").text
@@ -336,8 +345,8 @@ def app_factory(e2e_log_dir: Path, request: pytest.FixtureRequest) -> Iterator[C
     """Start the app: `app_factory(standin, start=True, **env)`. Failing tests print the app's log."""
     made: list[AppProcess] = []
 
-    def make(standin: StandInProcess, start: bool = True, **env: str) -> AppProcess:
-        proc = AppProcess(e2e_log_dir, standin, **env)
+    def make(standin: StandInProcess, start: bool = True, **kwargs: Any) -> AppProcess:
+        proc = AppProcess(e2e_log_dir, standin, **kwargs)
         made.append(proc)
         return proc.start() if start else proc
 

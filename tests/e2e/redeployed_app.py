@@ -1,0 +1,31 @@
+"""Test-only build of the app with one extra function: a "redeploy" with a changed function list.
+
+`python -m tests.e2e.redeployed_app` runs the product's CLI unchanged; only the function list differs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import inngest
+from app import functions as product
+
+EXTRA_ID = "e2e-redeployed"
+_product_builders = product._builders
+
+
+def _extra(client: inngest.Inngest, services: product.Services) -> inngest.Function[Any]:
+    @client.create_function(fn_id=EXTRA_ID, trigger=inngest.TriggerEvent(event="e2e/redeployed"))
+    async def redeployed(ctx: inngest.Context) -> str:
+        return "new build"
+
+    return redeployed
+
+
+product._builders = lambda: [*_product_builders(), _extra]  # type: ignore[attr-defined]
+
+if __name__ == "__main__":
+    from app.cli import main
+
+    sys.exit(main())
