@@ -2,17 +2,19 @@
 # Every command goes through scripts/compose.sh, which insists on Compose v2 (`--wait`, `!reset`).
 MODE ?=
 SERVICE ?=
+# Secrets for ${VAR} interpolation; created with fresh random keys by `make up`.
+ENV_FILE ?= .env
 ifneq ($(filter-out dev ha cloud,$(MODE)),)
 $(error MODE=$(MODE) is not one of: dev ha cloud (or unset for the default self-hosted stack))
 endif
-COMPOSE := scripts/compose.sh -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
+COMPOSE := scripts/compose.sh --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
 
 .PHONY: up down logs ps sync send doctor e2e
 
 # `up --wait` returns 0 even when the one-shot sync failed, so the sync's exit code decides.
 up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
 	@scripts/compose.sh version >/dev/null
-	@$(PYTHON) scripts/make_env.py
+	@$(PYTHON) scripts/make_env.py $(ENV_FILE)
 	$(COMPOSE) up -d --build --wait --wait-timeout 300
 	@$(COMPOSE) wait sync >/dev/null || { $(COMPOSE) logs --no-log-prefix sync | tail -n 5; \
 	  echo "make up: the sync job failed (reason above); fix it, then run: make sync" >&2; exit 1; }

@@ -1,0 +1,99 @@
+"""scripts/send_event.py and the polling half of scripts/e2e.py, against loopback stand-ins.
+
+(`make e2e` itself needs Docker and the image registry; here only its HTTP logic runs.)
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from compose_support import ROOT
+
+
+def load(name: str) -> ModuleType:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    requests: list[tuple[str, str, dict[str, str], Any]]
+    replies: list[tuple[int, Any]]
+
+    def _reply(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.requests.append((self.command, self.path, dict(self.headers), body))
+        status, payload = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _reply
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[str, type[Recorder]]]:
+    handler = type("Handler", (Recorder,), {"requests": [], "replies": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_send_event_posts_to_the_event_api(stub) -> None:
+    url, handler = stub
+    handler.replies.append((200, {"ids": ["01JABC"]}))
+    ids = load("send_event").send("test/integration", {"message": "Hello"}, app_url=url)
+    assert ids == ["01JABC"]
+    method, path, _, body = handler.requests[0]
+    assert (method, path, body) == ("POST", "/api/events", {"name": "test/integration", "data": {"message": "Hello"}})
+
+
+def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
+    url, handler = stub
+    handler.replies += [
+        (200, {"data": [], "metadata": {}}),
+        (200, {"data": [{"run_id": "01RUN", "status": "Running"}], "metadata": {}}),
+        (200, {"data": [{"run_id": "01RUN", "status": "Completed", "output": "Hello"}], "metadata": {}}),
+    ]
+    e2e = load("e2e")
+    monkeypatch.setattr(e2e, "SERVER", url)
+    monkeypatch.setattr(e2e.time, "sleep", lambda _s: None)
+    run = e2e.wait_for_run("01EVENT", "a1b2")
+    assert e2e.output_of(run) == "Hello"
+    method, path, headers, _ = handler.requests[-1]
+    assert (method, path) == ("GET", "/v1/events/01EVENT/runs")
+    assert headers["Authorization"] == "Bearer a1b2"
+
+
+def test_e2e_stops_on_a_failed_run(stub, monkeypatch) -> None:
+    url, handler = stub
+    handler.replies.append((200, {"data": [{"run_id": "01RUN", "status": "Failed", "output": {"error": "x"}}]}))
+    e2e = load("e2e")
+    monkeypatch.setattr(e2e, "SERVER", url)
+    with pytest.raises(SystemExit, match="Failed"):
+        e2e.wait_for_run("01EVENT", "a1b2")
