@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import NoReturn
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = settings_or_exit()
+    if args.command != "serve":
+        # One-shot commands keep their metrics in memory; never write into a server's multiprocess dir.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
     if args.command == "serve":
         from app.server import serve

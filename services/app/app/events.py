@@ -88,24 +88,29 @@ class BodyLimit:
                 return
 
         received = 0
+        too_large = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    too_large = True
+                    return {"type": "http.disconnect"}  # the app stops reading; nothing is processed
             return message
 
+        async def guarded(message: Message) -> None:
+            if not too_large:  # once over the limit, the 413 below is the only answer
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
             await _too_large(send, self.limit)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -63,6 +63,13 @@ REGISTERED_FUNCTIONS = Gauge(
 )
 BUILD_INFO = Gauge("app_build_info", "Build and mode of the app", ["version", "mode"], multiprocess_mode="max")
 
+# HTTP RED metrics: created once per process and shared by every app instance (the library registers
+# each metric in the global registry on creation and would silently skip a second copy).
+HTTP_INSTRUMENTATIONS = [
+    http_metrics.requests(),
+    http_metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+]
+
 # Step opcodes that mean "more work was scheduled", as opposed to a finished or failed invocation.
 _SCHEDULING_OPS = {"StepRun", "StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction", "AIGateway"}
 
@@ -127,10 +134,7 @@ def setup_metrics(app: FastAPI, settings: Settings, function_count: int) -> None
     Instrumentator(
         should_group_status_codes=False,
         excluded_handlers=["/metrics"],
-    ).add(
-        http_metrics.requests(),
-        http_metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
-    ).instrument(app)
+    ).add(*HTTP_INSTRUMENTATIONS).instrument(app)
 
     # The launcher exported this directory to the workers (see app.server).
     multiprocess_dir = str(settings.prometheus_multiproc_dir) if settings.web_concurrency > 1 else None

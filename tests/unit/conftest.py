@@ -1,0 +1,92 @@
+"""Fixtures for the app's own tests: settings per mode, a test client, and requests signed like the server's."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from inngest._internal.net import sign_request
+
+from app.main import create_app
+from app.settings import Settings, load_settings
+
+SIGNING_KEY = secrets.token_hex(32)
+EVENT_KEY = "test-event-key"
+APP_ID = "fastapi-app"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build settings explicitly; nothing from the developer's shell leaks in."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("INNGEST_") or name in {"PORT", "HOST", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"}:
+            monkeypatch.delenv(name)
+
+
+def make_settings(tmp_path: Path, mode: str = "self-hosted", **overrides: Any) -> Settings:
+    base: dict[str, Any] = {"inngest_mode": mode, "side_effects_db": tmp_path / "effects.sqlite3"}
+    if mode != "dev":
+        base |= {
+            "inngest_signing_key": SIGNING_KEY,
+            "inngest_event_key": EVENT_KEY,
+            "inngest_serve_origin": "http://app:8000",
+        }
+    if mode == "self-hosted":
+        base["inngest_base_url"] = "http://127.0.0.1:1"  # nothing listens: no test talks to a real server here
+    base["inngest_sync_on_startup"] = False
+    return load_settings(**(base | overrides))
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    return lambda mode="self-hosted", **kw: make_settings(tmp_path, mode, **kw)
+
+
+@pytest.fixture
+def client_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(mode: str = "self-hosted", **kw: Any) -> TestClient:
+        client = TestClient(create_app(settings_factory(mode, **kw)), raise_server_exceptions=False)
+        client.__enter__()  # runs the lifespan: readiness, drain hooks
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def run_body(event_name: str, data: dict[str, Any], steps: dict[str, Any] | None = None, attempt: int = 0) -> bytes:
+    """A function-run request body as the server sends it (see the contract doc, "Running a function")."""
+    event = {"name": event_name, "data": data, "id": "01TESTEVENT", "ts": 1_700_000_000_000}
+    return json.dumps(
+        {
+            "event": event,
+            "events": [event],
+            "steps": steps or {},
+            "use_api": False,
+            "ctx": {
+                "run_id": "01TESTRUN",
+                "attempt": attempt,
+                "disable_immediate_execution": False,
+                "use_api": False,
+                "stack": {"stack": list((steps or {}).keys()), "current": len(steps or {})},
+            },
+        }
+    ).encode()
+
+
+def signed(body: bytes, key: str = SIGNING_KEY) -> dict[str, str]:
+    return {"X-Inngest-Signature": sign_request(body, key), "Content-Type": "application/json"}  # type: ignore[dict-item]
+
+
+def fn_url(fn_id: str, step_id: str = "step", path: str = "/api/inngest") -> str:
+    return f"{path}?fnId={APP_ID}-{fn_id}&stepId={step_id}"

@@ -1,0 +1,152 @@
+"""Each workflow's branches, executed by the SDK's mocked executor (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import inngest
+import pytest
+from inngest.experimental import mocked
+
+from app.effects import Ledger
+from app.functions import Services, build_functions, cleanup, inventory, orders, test_integration
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "effects.sqlite3")
+
+
+@pytest.fixture
+def client() -> mocked.Inngest:
+    return mocked.Inngest(app_id="fastapi-app", is_production=False)
+
+
+def order(**overrides: Any) -> inngest.Event:
+    data = {"order_id": "o-1", "customer_id": "c-1", "items": [{"sku": "book", "qty": 2}, {"sku": "pen"}]} | overrides
+    return inngest.Event(name="shop/order.created", data=data)
+
+
+PAID = inngest.Event(name="shop/payment.confirmed", data={"order_id": "o-1", "amount": 42})
+
+
+def test_registered_list_has_every_workflow(client: mocked.Inngest, ledger: Ledger) -> None:
+    fns = build_functions(client, Services(ledger))
+    assert [f.local_id for f in fns] == ["test-integration", "process-order", "reserve-item", "nightly-cleanup"]
+
+
+def test_integration_returns_the_message(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = test_integration.build(client, Services(ledger))
+    res = mocked.trigger(fn, inngest.Event(name="test/integration", data={"message": "Hello"}), client)
+    assert res.status is mocked.Status.COMPLETED
+    assert res.output == "Hello"
+
+
+def test_integration_without_message_fails_permanently(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = test_integration.build(client, Services(ledger))
+    res = mocked.trigger(fn, inngest.Event(name="test/integration", data={}), client)
+    assert res.status is mocked.Status.FAILED
+    assert isinstance(res.error, inngest.NonRetriableError)
+
+
+def test_order_happy_path_ships_once(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = orders.build(client, Services(ledger))
+    res = mocked.trigger(fn, order(), client, step_stubs={"wait-for-payment": PAID})
+    assert res.status is mocked.Status.COMPLETED, res.error
+    assert res.output == {"order_id": "o-1", "status": "shipped", "items": 2, "shipment_id": "shp-o-1"}
+    assert ledger.count("payment.captured") == 1
+    assert ledger.count("order.shipped") == 1
+
+
+def test_order_payment_timeout_cancels(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = orders.build(client, Services(ledger))
+    res = mocked.trigger(fn, order(), client, step_stubs={"wait-for-payment": mocked.Timeout})
+    assert res.status is mocked.Status.COMPLETED
+    assert res.output == {"order_id": "o-1", "status": "cancelled", "reason": "payment timeout"}
+    assert ledger.count("payment.captured") == 0 and ledger.count("order.cancelled") == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"items": []}, "has no items"),
+        ({"order_id": ""}, "order_id"),
+        ({"items": [{"qty": 1}]}, "without a sku"),
+        ({"items": [{"sku": "a", "qty": 0}]}, "quantity"),
+    ],
+)
+def test_invalid_order_fails_without_side_effects(
+    client: mocked.Inngest, ledger: Ledger, data: dict[str, Any], reason: str
+) -> None:
+    fn = orders.build(client, Services(ledger))
+    res = mocked.trigger(fn, order(**data), client, step_stubs={"wait-for-payment": PAID})
+    assert res.status is mocked.Status.FAILED
+    assert reason in str(res.error)
+    assert ledger.count() == 0
+
+
+def test_flaky_carrier_is_retried_until_it_ships(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = orders.build(client, Services(ledger))
+    res = mocked.trigger(fn, order(carrier_failures=2), client, step_stubs={"wait-for-payment": PAID})
+    assert res.status is mocked.Status.COMPLETED, res.error
+    assert res.output["status"] == "shipped"
+    assert ledger.count("order.shipped") == 1
+
+
+def test_carrier_down_longer_than_the_retries_fails_the_run(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = orders.build(client, Services(ledger))
+    res = mocked.trigger(fn, order(carrier_failures=orders.RETRIES + 5), client, step_stubs={"wait-for-payment": PAID})
+    assert res.status is mocked.Status.FAILED
+    assert "carrier unavailable" in str(res.error)
+    assert ledger.count("order.shipped") == 0
+    assert ledger.count("payment.captured") == 1
+
+
+def test_order_config_has_flow_control_and_fan_out_trigger(client: mocked.Inngest, ledger: Ledger) -> None:
+    config = orders.build(client, Services(ledger)).get_config("http://app:8000/api/inngest").main
+    assert config.concurrency and config.concurrency[0].limit == 2
+    assert config.model_dump()["steps"]["step"]["retries"]["attempts"] == orders.RETRIES
+    assert config.model_dump()["steps"]["step"]["runtime"]["url"].startswith(
+        "http://app:8000/api/inngest?fnId=fastapi-app-process-order"
+    )
+
+
+def test_reserve_item_is_idempotent_per_run(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = inventory.build(client, Services(ledger))
+    event = inngest.Event(name="shop/order.item.reserve", data={"order_id": "o-1", "sku": "book", "qty": 2})
+    first = mocked.trigger(fn, event, client)
+    again = mocked.trigger(fn, event, client)  # same run id ("test"): a replay must not reserve twice
+    assert first.output == again.output == {"order_id": "o-1", "sku": "book", "qty": 2}
+    assert ledger.count("item.reserved") == 1
+
+
+async def test_ledger_applies_each_key_once_under_concurrency(ledger: Ledger) -> None:
+    import asyncio
+
+    calls = 0
+
+    def effect(db: object) -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    results = await asyncio.gather(*(ledger.apply("run", "step", "k", effect) for _ in range(20)))
+    assert calls == 1 and set(results) == {1}
+
+
+def test_cleanup_cron_purges_old_records(client: mocked.Inngest, ledger: Ledger) -> None:
+    fn = cleanup.build(client, Services(ledger))
+    assert fn.get_config("http://app:8000/api/inngest").main.triggers[0].cron == "TZ=UTC 0 3 * * *"
+    import asyncio
+    import sqlite3
+    import time
+
+    asyncio.run(ledger.apply("old", "s", "k", lambda db: 1))
+    asyncio.run(ledger.apply("new", "s", "k", lambda db: 1))
+    with sqlite3.connect(ledger.path) as db:
+        db.execute("UPDATE effects SET created_at = ? WHERE key = 'old:s'", (time.time() - 8 * 86400,))
+    res = mocked.trigger(fn, inngest.Event(name="inngest/scheduled.timer", data={}), client)
+    assert res.status is mocked.Status.COMPLETED
+    assert res.output == {"purged": 1}
+    assert ledger.count() == 1

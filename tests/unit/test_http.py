@@ -1,0 +1,210 @@
+"""The app over HTTP (ASGI, lifespan included): signatures, introspection, event API, health, metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from .conftest import SIGNING_KEY, fn_url, run_body, signed
+
+Client = Callable[..., TestClient]
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+@pytest.mark.parametrize("mode", ["self-hosted", "cloud"])
+def test_unsigned_forged_and_wrong_key_posts_are_401(client_factory: Client, mode: str) -> None:
+    client = client_factory(mode)
+    body = run_body("test/integration", {"message": "Hello"})
+    url = fn_url("test-integration")
+    forged = signed(body) | {"X-Inngest-Signature": "t=1700000000&s=" + "0" * 64}
+    tampered = signed(body)
+    attempts = {
+        "unsigned": client.post(url, content=body, headers={"Content-Type": "application/json"}),
+        "forged": client.post(url, content=body, headers=forged),
+        "wrong-key": client.post(url, content=body, headers=signed(body, secrets.token_hex(32))),
+        "body-altered-after-signing": client.post(url, content=body.replace(b"Hello", b"Hallo"), headers=tampered),
+    }
+    for name, resp in attempts.items():
+        assert resp.status_code == 401, (name, resp.status_code, resp.text)
+        assert resp.json().get("message") or resp.json().get("error"), name
+
+
+@pytest.mark.parametrize("mode", ["self-hosted", "cloud"])
+def test_signed_post_runs_the_function_and_the_response_is_signed(client_factory: Client, mode: str) -> None:
+    client = client_factory(mode)
+    body = run_body("test/integration", {"message": "Hello"})
+    resp = client.post(fn_url("test-integration"), content=body, headers=signed(body))
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == "Hello"
+    assert resp.headers["x-inngest-sdk"].startswith("inngest-py:")
+    assert re.fullmatch(r"t=\d+&s=[0-9a-f]{64}", resp.headers["x-inngest-signature"])
+
+
+def test_fallback_signing_key_is_accepted_during_rotation(client_factory: Client) -> None:
+    old_key = secrets.token_hex(32)
+    client = client_factory("self-hosted", inngest_signing_key_fallback=old_key)
+    body = run_body("test/integration", {"message": "rotated"})
+    resp = client.post(fn_url("test-integration"), content=body, headers=signed(body, old_key))
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == "rotated"
+
+
+def test_dev_mode_accepts_unsigned_calls(client_factory: Client) -> None:
+    client = client_factory("dev")
+    body = run_body("test/integration", {"message": "Hello"})
+    resp = client.post(fn_url("test-integration"), content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 200
+    assert resp.json() == "Hello"
+
+
+def test_introspection_reports_functions_and_auth(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    unsigned = client.get("/api/inngest")
+    assert unsigned.status_code == 401  # production mode answers only the server (signed)
+    resp = client.get("/api/inngest", headers=signed(b""))
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["authentication_succeeded"] is True
+    assert body["function_count"] == 4
+    assert body["has_signing_key"] is True and body["has_event_key"] is True
+    assert body["mode"] == "cloud"  # the SDK's name for production mode
+
+
+def test_serve_path_is_exact_no_redirects(client_factory: Client) -> None:
+    client = client_factory("dev")
+    for method in ("GET", "POST", "PUT"):
+        resp = client.request(method, "/api/inngest/", follow_redirects=False)
+        assert resp.status_code == 404, (method, resp.status_code)  # never a 307 that turns POST into GET
+
+
+def test_custom_serve_path(client_factory: Client) -> None:
+    client = client_factory("dev", inngest_serve_path="/internal/inngest")
+    assert client.get("/internal/inngest").status_code == 200
+    assert client.get("/api/inngest").status_code == 404
+
+
+def test_unknown_function_is_a_client_error(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    body = run_body("x", {})
+    resp = client.post(fn_url("does-not-exist"), content=body, headers=signed(body))
+    assert 400 <= resp.status_code < 600 and resp.status_code != 200
+    assert "not found" in resp.text.lower() or "function" in resp.text.lower()
+
+
+EVENT_CASES: list[tuple[str, Any, int, str]] = [
+    ("empty object", {}, 422, "name"),
+    ("empty name", {"name": ""}, 422, "name"),
+    ("blank name", {"name": "   "}, 422, "name"),
+    ("long name", {"name": "x" * 257}, 422, "name"),
+    ("data not object", {"name": "a", "data": [1]}, 422, "data"),
+    ("data string", {"name": "a", "data": "x"}, 422, "data"),
+    ("ts negative", {"name": "a", "ts": -1}, 422, "ts"),
+    ("unknown field", {"name": "a", "extra": 1}, 422, "extra"),
+    ("empty list", [], 422, ""),
+    ("list with bad item", [{"name": "a"}, {"name": ""}], 422, "name"),
+    ("number body", 3, 422, ""),
+]
+
+
+@pytest.mark.parametrize(("case", "payload", "status", "mentions"), EVENT_CASES, ids=[c[0] for c in EVENT_CASES])
+def test_event_api_validation(client_factory: Client, case: str, payload: Any, status: int, mentions: str) -> None:
+    client = client_factory("self-hosted")
+    resp = client.post("/api/events", json=payload)
+    assert resp.status_code == status, resp.text
+    assert mentions in json.dumps(resp.json()["detail"])
+
+
+def test_event_api_bad_json_and_oversized_bodies(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    bad = client.post("/api/events", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 422 and "json" in bad.text.lower()
+    huge = json.dumps({"name": "a", "data": {"blob": "x" * (1024 * 1024)}}).encode()
+    resp = client.post("/api/events", content=huge, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and "larger than" in resp.json()["detail"]
+
+    def chunks() -> Any:  # no Content-Length: the limit is enforced while streaming
+        for _ in range(20):
+            yield b"x" * 65536
+
+    streamed = client.post("/api/events", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+
+
+def test_event_api_unreachable_inngest_is_503_naming_the_url(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    before = sample("app_inngest_events_sent_total", {"outcome": "unreachable"})
+    resp = client.post("/api/events", json={"name": "test/integration", "data": {"message": "Hello"}})
+    assert resp.status_code == 503
+    assert "http://127.0.0.1:1" in resp.json()["detail"]
+    assert resp.headers["retry-after"]
+    assert sample("app_inngest_events_sent_total", {"outcome": "unreachable"}) == before + 1
+
+
+def test_health_and_readiness_then_drain(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready" and ready.json()["functions"] == 4
+    assert ready.json()["mode"] == "self-hosted" and ready.json()["sync"]["status"] == "disabled"
+    client.app.state.lifecycle.begin_drain()  # what SIGTERM does (the real signal is tested on a process)
+    drained = client.get("/readyz")
+    assert drained.status_code == 503 and drained.json()["status"] == "draining"
+    assert client.get("/healthz").status_code == 200  # liveness never follows readiness
+
+
+def test_metrics_follow_invocations_exactly(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    labels = {"function": "test-integration", "outcome": "completed"}
+    before = sample("app_inngest_function_invocations_total", labels)
+    duration_before = sample("app_inngest_function_invocation_duration_seconds_count", {"function": "test-integration"})
+    body = run_body("test/integration", {"message": "Hello"})
+    for _ in range(3):
+        assert client.post(fn_url("test-integration"), content=body, headers=signed(body)).status_code == 200
+    assert sample("app_inngest_function_invocations_total", labels) == before + 3
+    assert sample("app_inngest_function_invocation_duration_seconds_count", {"function": "test-integration"}) == (
+        duration_before + 3
+    )
+    failed = {"function": "test-integration", "outcome": "permanent_failure"}
+    failed_before = sample("app_inngest_function_invocations_total", failed)
+    bad = run_body("test/integration", {"message": 42})
+    resp = client.post(fn_url("test-integration"), content=bad, headers=signed(bad))
+    assert resp.status_code == 500 and resp.headers["x-inngest-no-retry"] == "true"
+    assert sample("app_inngest_function_invocations_total", failed) == failed_before + 1
+
+    text = client.get("/metrics").text
+    assert 'app_build_info{mode="self-hosted",version=' in text
+    assert "app_inngest_registered_functions 4.0" in text
+    assert re.search(r'http_requests_total\{handler="/api/inngest",method="POST",status="200"\} \d', text)
+    assert "/metrics" not in client.get("/openapi.json").text
+
+
+def test_step_metrics_for_a_multi_step_run(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+    step_labels = {"function": "process-order", "op": "StepRun"}
+    before = sample("app_inngest_steps_total", step_labels)
+    scheduled = {"function": "process-order", "outcome": "step_scheduled"}
+    scheduled_before = sample("app_inngest_function_invocations_total", scheduled)
+    body = run_body("shop/order.created", {"order_id": "o1", "customer_id": "c1", "items": [{"sku": "a", "qty": 1}]})
+    resp = client.post(fn_url("process-order"), content=body, headers=signed(body))
+    assert resp.status_code == 206, resp.text
+    ops = resp.json()
+    assert ops[0]["op"] == "StepRun" and ops[0]["displayName"] == "validate-order"
+    assert sample("app_inngest_steps_total", step_labels) == before + 1
+    assert sample("app_inngest_function_invocations_total", scheduled) == scheduled_before + 1
+
+
+def test_openapi_lists_only_the_public_api(client_factory: Client) -> None:
+    paths = client_factory("dev").get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/api/events"}
+    assert SIGNING_KEY not in json.dumps(paths)

@@ -1,0 +1,188 @@
+"""The app as a real uvicorn process: endpoints, signatures, drain on SIGTERM, workers, sync and doctor."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import fn_url, run_body, signed
+from .procs import FakeRegistry, app_env, free_port, hashed_key, running_app, wait_for
+
+
+def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running_app(app_env(port, tmp_path), tmp_path / "app.log"):
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
+        assert "app_inngest_registered_functions 4.0" in httpx.get(f"{base}/metrics").text
+        body = run_body("test/integration", {"message": "Hello"})
+        url = base + fn_url("test-integration")
+        unsigned = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert unsigned.status_code == 401
+        ok = httpx.post(url, content=body, headers=signed(body))
+        assert ok.status_code == 200 and ok.json() == "Hello"
+        assert httpx.put(f"{base}/api/inngest").status_code == 401  # an unsigned sync is refused in production
+    logs = (tmp_path / "app.log").read_text().splitlines()
+    assert logs and all(line.startswith("{") for line in logs), logs[:3]  # JSON lines only
+
+
+def test_sigterm_drains_readiness_first_and_finishes_in_flight(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = app_env(port, tmp_path, SHUTDOWN_DRAIN_SECONDS="1.5")
+    with running_app(env, tmp_path / "app.log") as proc:
+        with httpx.Client(base_url=base) as http:
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: http.get("/readyz").status_code == 503, timeout=5, what="readiness 503")
+            assert http.get("/readyz").json()["status"] == "draining"
+            assert http.get("/healthz").status_code == 200  # still alive, still answering during the drain
+            body = run_body("test/integration", {"message": "late"})
+            late = http.post(fn_url("test-integration"), content=body, headers=signed(body))
+            assert late.status_code == 200 and late.json() == "late"
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+
+
+def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = app_env(port, tmp_path, WEB_CONCURRENCY="2")
+    (tmp_path / f"metrics-{port}").mkdir()
+    (tmp_path / f"metrics-{port}" / "counter_stale.db").write_bytes(b"junk from a previous run")
+    with running_app(env, tmp_path / "app.log"):
+        body = run_body("test/integration", {"message": "Hello"})
+        with httpx.Client(base_url=base) as http:  # fresh connections land on both workers
+            for _ in range(40):
+                assert (
+                    httpx.post(base + fn_url("test-integration"), content=body, headers=signed(body)).status_code == 200
+                )
+            text = http.get("/metrics").text
+    match = re.search(
+        r'app_inngest_function_invocations_total\{function="test-integration",outcome="completed"\} (\S+)', text
+    )
+    assert match and float(match.group(1)) == 40.0, text[:2000]
+    assert "app_inngest_registered_functions 4.0" in text
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    fake = FakeRegistry().start()
+    yield fake
+    fake.stop()
+
+
+def _sync(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "sync"], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_sync_ok(tmp_path: Path, registry: FakeRegistry) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url)
+    with running_app(env, tmp_path / "app.log"):
+        proc = _sync(env)
+        assert proc.returncode == 0, proc.stderr
+        assert "sync ok" in proc.stdout
+        assert registry.auth_headers[-1] == f"Bearer {hashed_key()}"
+        reg = registry.registrations[-1]
+        assert reg["url"] == f"http://127.0.0.1:{port}/api/inngest"  # the serve origin, as configured
+        assert {f["id"] for f in reg["functions"]} >= {"fastapi-app-test-integration", "fastapi-app-process-order"}
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["sync"]["status"] == "ok" and ready["sync"]["last_ok_at"]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'app_inngest_sync_attempts_total{outcome="ok"} 1.0' in metrics
+
+
+def test_sync_ok_false_exits_non_zero_with_the_servers_reason(tmp_path: Path, registry: FakeRegistry) -> None:
+    registry.default = (200, {"ok": False, "error": "function config invalid: bad cron"})
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url)
+    with running_app(env, tmp_path / "app.log"):
+        proc = _sync(env)
+    assert proc.returncode == 1
+    assert "function config invalid: bad cron" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sync_wrong_key_reports_the_401(tmp_path: Path, registry: FakeRegistry) -> None:
+    registry.default = (401, {"error": "signing key invalid"})
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url)
+    with running_app(env, tmp_path / "app.log"):
+        proc = _sync(env)
+    assert proc.returncode == 1
+    assert "signing key invalid" in proc.stderr
+
+
+def test_sync_retries_until_the_server_appears(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_SYNC_TIMEOUT="30")
+    with running_app(env, tmp_path / "app.log"):
+        timer = threading.Timer(2.0, registry.start)
+        timer.start()
+        started = time.monotonic()
+        try:
+            proc = _sync(env)
+        finally:
+            timer.join()
+            registry.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started >= 2.0
+    assert len(registry.registrations) == 1
+
+
+def test_sync_gives_up_at_the_deadline_when_nothing_answers(tmp_path: Path) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_SYNC_TIMEOUT="2")
+    proc = _sync(env)  # neither the app nor the server is up
+    assert proc.returncode == 1
+    assert "unreachable" in proc.stderr and f"127.0.0.1:{port}" in proc.stderr
+
+
+def test_app_syncs_itself_on_startup_once_the_server_is_up(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_SYNC_ON_STARTUP="true")
+    with running_app(env, tmp_path / "app.log"):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/readyz").status_code == 200  # ready without the server: no deadlock
+        time.sleep(0.5)
+        registry.start()
+        try:
+            wait_for(lambda: httpx.get(f"{base}/readyz").json()["sync"]["status"] == "ok", timeout=30, what="sync ok")
+        finally:
+            registry.stop()
+        assert registry.registrations[0]["url"] == f"http://127.0.0.1:{port}/api/inngest"
+
+
+def test_doctor_passes_against_a_healthy_setup(tmp_path: Path, registry: FakeRegistry) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url)
+    with running_app(env, tmp_path / "app.log"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "doctor"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 6 and all(line.startswith("ok ") for line in lines), lines
+
+
+def test_doctor_names_each_failure_and_its_fix(tmp_path: Path, registry: FakeRegistry) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_EVENT_KEY="wrong")
+    proc = subprocess.run([sys.executable, "-m", "app", "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "ok   server reachable" in out
+    assert "FAIL the server rejected INNGEST_EVENT_KEY -> fix:" in out
+    assert "FAIL serve endpoint" in out and "unreachable" in out  # the app is not running
