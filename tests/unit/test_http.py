@@ -208,3 +208,48 @@ def test_openapi_lists_only_the_public_api(client_factory: Client) -> None:
     paths = client_factory("dev").get("/openapi.json").json()["paths"]
     assert set(paths) == {"/api/events"}
     assert SIGNING_KEY not in json.dumps(paths)
+
+
+def test_logs_inside_a_step_carry_run_function_and_step(client_factory: Client) -> None:
+    import hashlib
+    import logging
+
+    from app.logs import _RunContextFilter
+
+    records: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Capture(level=logging.INFO)
+    handler.addFilter(_RunContextFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        client = client_factory("self-hosted")
+        order = {"order_id": "o9", "customer_id": "c", "items": [{"sku": "a", "qty": 1}]}
+
+        def h(name: str) -> str:
+            return hashlib.sha1(name.encode()).hexdigest()  # noqa: S324 - the protocol's step id hash
+
+        steps = {
+            h("validate-order"): {"data": {"order_id": "o9", "items": [{"sku": "a", "qty": 1}]}},
+            h("reserve-items"): {"data": ["id1"]},
+            h("wait-for-payment"): {"data": {"name": "shop/payment.confirmed", "data": {"order_id": "o9"}}},
+            h("charge-payment"): {"data": {"order_id": "o9", "amount": 1}},
+            h("cool-off"): {"data": None},
+        }
+        body = run_body("shop/order.created", order, steps=steps)
+        resp = client.post(fn_url("process-order"), content=body, headers=signed(body))
+        assert resp.status_code == 206, resp.text
+        assert resp.json()[0]["displayName"] == "ship-order"
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    shipping = [r for r in records if r.getMessage() == "handing the order to the carrier"]
+    assert shipping, [r.getMessage() for r in records]
+    record = shipping[0]
+    assert (record.run_id, record.function, record.step) == ("01TESTRUN", "process-order", "ship-order")  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import logging
 import inngest
 from inngest._internal import net
 
+from app.logs import RunLogContext
 from app.metrics import InngestMetrics
 from app.settings import Settings
 
@@ -22,7 +23,7 @@ def build_client(settings: Settings) -> inngest.Inngest:
         event_key=settings.inngest_event_key,
         signing_key=settings.signing_key,
         logger=logging.getLogger("app.inngest"),
-        middleware=[InngestMetrics],
+        middleware=[RunLogContext, InngestMetrics],
         request_timeout=10_000,
     )
     # The SDK reads the fallback key only from os.environ; hand it the validated value instead so that

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import sys
+import typing
 from typing import Any
 
+import inngest
 from pythonjsonlogger.json import JsonFormatter
+
+if typing.TYPE_CHECKING:
+    from inngest._internal.execution_lib import Context, ContextSync
+    from inngest._internal.function import Function
+    from inngest._internal.step_lib import StepMemos
 
 # Set by the Inngest middleware for the duration of one invocation; read by the log filter.
 run_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("run_context", default=None)
@@ -21,6 +29,41 @@ class _RunContextFilter(logging.Filter):
             for key, value in ctx.items():
                 setattr(record, key, value)
         return True
+
+
+class RunLogContext(inngest.Middleware):
+    """Puts run id, function and attempt in the log context of an invocation, and the step inside steps."""
+
+    async def transform_input(
+        self,
+        ctx: Context | ContextSync,
+        function: Function[typing.Any],
+        steps: StepMemos,
+    ) -> None:
+        run_context.set({"run_id": ctx.run_id, "function": function.local_id, "attempt": ctx.attempt})
+        if isinstance(ctx.step, inngest.Step):
+            ctx.step = typing.cast(inngest.Step, _StepLogContext(ctx.step))
+
+
+class _StepLogContext:
+    """Stands in for `ctx.step`: a `step.run` handler runs with its step id in the log context."""
+
+    def __init__(self, step: inngest.Step) -> None:
+        self._step = step
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._step, name)
+
+    async def run(self, step_id: str, handler: Any, *args: Any, **kwargs: Any) -> Any:
+        async def in_step(*handler_args: Any) -> Any:
+            token = run_context.set({**(run_context.get() or {}), "step": step_id})
+            try:
+                result = handler(*handler_args)
+                return await result if inspect.isawaitable(result) else result
+            finally:
+                run_context.reset(token)
+
+        return await self._step.run(step_id, in_step, *args, **kwargs)
 
 
 def configure_logging(level: str) -> None:

@@ -32,7 +32,6 @@ if typing.TYPE_CHECKING:
 
     from app.settings import Settings
 
-from app.logs import run_context
 
 FUNCTION_INVOCATIONS = Counter(
     "app_inngest_function_invocations",
@@ -92,7 +91,6 @@ class InngestMetrics(inngest.Middleware):
     ) -> None:
         self._started = time.perf_counter()
         self._function = function.local_id
-        run_context.set({"run_id": ctx.run_id, "function": self._function, "attempt": ctx.attempt})
 
     async def transform_output(self, result: TransformOutputResult) -> None:
         fn = self._function
@@ -105,9 +103,6 @@ class InngestMetrics(inngest.Middleware):
                 outcome = _failure_outcome(result.error)
             else:  # StepFailed: the step exhausted its retries or was non-retriable
                 outcome = "permanent_failure"
-            ctx = run_context.get()
-            if ctx is not None:
-                run_context.set({**ctx, "step": result.step.id})
         elif result.error is not None:
             outcome = _failure_outcome(result.error)
         else:

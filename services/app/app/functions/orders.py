@@ -7,6 +7,7 @@ Shows every step kind: step.run, step.send_event, step.wait_for_event (with time
 from __future__ import annotations
 
 import datetime
+import logging
 import sqlite3
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.functions import Services
 PAYMENT_TIMEOUT = datetime.timedelta(hours=24)
 COOL_OFF = datetime.timedelta(minutes=10)  # window for the customer to cancel before shipping
 RETRIES = 3
+log = logging.getLogger(__name__)
 
 
 class CarrierUnavailable(Exception):
@@ -97,6 +99,7 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
 
         async def ship() -> dict[str, Any]:
             # Fails the first `carrier_failures` attempts: exercises the server's step retries.
+            log.info("handing the order to the carrier", extra={"order_id": order_id})
             failures = data.get("carrier_failures", 0)
             if isinstance(failures, int) and ctx.attempt < failures:
                 raise CarrierUnavailable(f"carrier unavailable (attempt {ctx.attempt})")
