@@ -75,7 +75,7 @@ def test_checks_fail_on_a_not_ready_answer(rendered, dockerfile_healthcheck, sta
     """Deterministic 'starting' case: a stand-in answering non-200 on /readyz."""
     handler = type("Stub", (_Stub,), {"status": status})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         for name, cmd in check_commands(rendered, dockerfile_healthcheck).items():
             proc = run_check(cmd, server.server_address[1])

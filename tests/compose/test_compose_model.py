@@ -51,7 +51,7 @@ def sdk_url(service: dict[str, Any]) -> str:
 @pytest.mark.parametrize("mode", MODES)
 def test_config_quiet(run_compose, mode: str) -> None:
     proc = run_compose(mode, "config", "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr  # warnings count as failures too
 
 
 def test_missing_keys_fail_fast_with_a_hint(run_compose) -> None:

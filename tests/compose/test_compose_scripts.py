@@ -56,7 +56,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 def stub() -> Iterator[tuple[str, type[Recorder]]]:
     handler = type("Handler", (Recorder,), {"requests": [], "replies": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", handler
     finally:
