@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,15 @@ def test_override_files_do_not_copy_the_base() -> None:
             for key, value in (svc or {}).items():
                 if name in base and key in base[name] and key != "environment":
                     assert value != base[name][key], f"{path.name}: {name}.{key} repeats the base"
+
+
+def test_grafana_profile(run_compose) -> None:
+    proc = run_compose("base", "--profile", "monitoring", "config", "--format", "json")
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    grafana = json.loads(proc.stdout)["services"]["grafana"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert [p["host_ip"] for p in grafana["ports"]] == ["127.0.0.1"]
+    targets = {v["target"]: v for v in grafana["volumes"]}
+    assert targets["/etc/grafana/provisioning"]["source"].endswith("deploy/compose/grafana/provisioning")
+    assert targets["/etc/grafana/dashboards"]["read_only"] is True
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == TEST_ENV["GRAFANA_ADMIN_PASSWORD"]
