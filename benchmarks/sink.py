@@ -56,6 +56,7 @@ def handle(method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
             "sync_id": f"sync-{next(_ids)}",
             "app_id": "bench-sink",
             "functions": functions,
+            "bytes": len(body),
         }
         return 200, json.dumps(payload).encode()
     return 404, b'{"error":"not found"}'
