@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements-dev.txt services/app/pyproject.toml
 
 venv: $(VENV)/.installed ## Create the virtualenv with the app and the test tools
 
-test: venv ## Run every test (unit, contract, end to end, containers)
+test: venv checkov-venv ## Run every test (unit, contract, end to end, containers)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
