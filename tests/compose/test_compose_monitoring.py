@@ -24,6 +24,7 @@ DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 MACROS = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "1h"}
 ALERTS = [
     "AppDown",
+    "AppAbsent",
     "InngestSyncFailing",
     "InngestAppNeverSynced",
     "InngestFunctionFailureRatioHigh",
