@@ -243,13 +243,10 @@ def _stop_engine(eng: Engine, daemon: subprocess.Popen[bytes], log_path: Path) -
         try:
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            # The daemon's process group also holds the containerd it started.
+            # Still ours (not reaped yet): kill the daemon's own process group.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=10)
-    # containerd (started by dockerd in the same process group) normally exits with it.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(daemon.pid, signal.SIGTERM)
     if os.environ.get("CT_KEEP_ENGINE_DIR") == "1":
         log(f"keeping {eng.root} (CT_KEEP_ENGINE_DIR=1); dockerd log: {log_path}")
         return

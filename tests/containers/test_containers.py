@@ -106,7 +106,9 @@ def test_docker_events_prove_the_start_order(stack):
     assert first[("sync", "die")] > first[("inngest", healthy)]
 
 
-def test_app_runs_as_non_root_on_a_read_only_root_fs(stack, engine):
+def test_app_runs_as_non_root_on_a_read_only_root_fs(stack, engine, images):
+    image = engine.run("image", "inspect", images.app).stdout
+    assert json.loads(image)[0]["Config"]["User"] == "10001:10001"
     for service in ("app", "sync"):
         info = engine.inspect(stack.container(service))
         assert info["HostConfig"]["ReadonlyRootfs"] is True, service
