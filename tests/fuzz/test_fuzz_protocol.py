@@ -1,0 +1,244 @@
+"""Malformed and forged calls to the Inngest serve endpoint (`/api/inngest`) of the running app.
+
+What the contract allows (docs/inngest-contract.md and inngest-py `comm_lib/utils.py` `wrap_handler`):
+every call is checked against `X-Inngest-Signature` before anything else, so a call without a valid
+signature gets 401 `{"message": "Unauthorized"}` whatever its body, method or query. Only a caller holding
+the signing key can get past that; the SDK then answers its own errors (unknown `fnId`, a body that is not
+an invocation) with 500 and a JSON `{code, message, name}` (`CommResponse.from_error`): the server treats
+a 500 as a failed attempt, so these are contract-sanctioned and checked separately below. The Python SDK
+does not reject old timestamps, so an unaltered replay of a signed call is accepted; any change to the
+body after signing is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.fuzz.harness import APP_ID, App, EventSink, Tally, assert_still_serving, invocation, sign
+
+SERVE = "/api/inngest"
+FUNCTIONS = [f"{APP_ID}-{name}" for name in ("test-integration", "process-order", "reserve-item", "nightly-cleanup")]
+UNAUTHORIZED = {401}
+JSON = {"content-type": "application/json"}
+
+
+def fuzz(n: int) -> Any:
+    """Hypothesis settings for volume: generate only (no shrinking, no database), reproducible."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def json_of(scalars: Any) -> Any:
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+# Signed documents carry no floats: the helper's canonical form is JCS only for ints, strings and literals.
+exact_json = json_of(st.none() | st.booleans() | st.integers() | st.text(max_size=20))
+json_values = json_of(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20))
+# What a query string may carry: the known function ids, garbage, or nothing.
+queries = st.fixed_dictionaries(
+    {},
+    optional={
+        "fnId": st.sampled_from(FUNCTIONS) | st.text(max_size=30),
+        "stepId": st.just("step") | st.text(alphabet="0123456789abcdef", max_size=40),
+        "probe": st.just("trust") | st.text(max_size=8),
+        "sync_id": st.text(max_size=8),
+    },
+)
+header_text = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")), max_size=90
+)
+
+
+def valid_body(message: str = "Hello") -> bytes:
+    return invocation(f"{APP_ID}-test-integration", {"message": message})
+
+
+def call(
+    http: httpx.Client, body: bytes, headers: dict[str, Any], fn: str | None = None, **params: str
+) -> httpx.Response:
+    query = {"fnId": fn or f"{APP_ID}-test-integration", "stepId": "step", **params}
+    return http.post(SERVE, params=query, content=body, headers={**JSON, **headers})
+
+
+@pytest.mark.slow
+def test_protocol_endpoint_rejects_bad_calls(target: tuple[App, EventSink], client: httpx.Client, tally: Tally) -> None:
+    app, _ = target
+    key = app.signing_key
+    started = time.monotonic()
+
+    # 1. No signature at all: random method, query and body (bytes, JSON, a well-formed invocation).
+    @fuzz(260)
+    @given(
+        method=st.sampled_from(["POST", "PUT", "GET"]),
+        query=queries,
+        body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()) | st.just(valid_body()),
+    )
+    def unsigned(method: str, query: dict[str, str], body: bytes) -> None:
+        content = body if method != "GET" else None
+        tally.call(
+            "protocol: no signature",
+            UNAUTHORIZED,
+            lambda: client.request(method, SERVE, params=query, content=content, headers=JSON),
+            f"{method} {query}",
+        )
+
+    # 2. Forged signature headers: free text (with non-ASCII) and well-formed `t=..&s=..` with a wrong MAC.
+    @fuzz(220)
+    @given(
+        header=header_text
+        | st.builds(
+            lambda t, s, extra: f"t={t}&s={s}{extra}",
+            st.integers(min_value=-(10**12), max_value=10**12),
+            st.text(alphabet="0123456789abcdefABCDEF", max_size=70) | header_text,
+            st.sampled_from(["", "&s=00", "&t=1", "&x=y", "&"]),
+        ),
+    )
+    def forged(header: str) -> None:
+        headers = {"X-Inngest-Signature": header.encode()}
+        tally.call(
+            "protocol: forged signature", UNAUTHORIZED, lambda: call(client, valid_body(), headers), repr(header)
+        )
+
+    # 3. Signed the right way, with the wrong key (random keys, and the key's neighbours).
+    @fuzz(110)
+    @given(other=st.binary(min_size=1, max_size=48).map(bytes.hex).filter(lambda k: k != key))
+    def wrong_key(other: str) -> None:
+        body = valid_body()
+        headers = {"X-Inngest-Signature": sign(body, other)}
+        tally.call("protocol: wrong-key signature", UNAUTHORIZED, lambda: call(client, body, headers))
+
+    # 4. A validly signed call, altered after signing: steps, event data, ctx, query-visible fields.
+    @fuzz(170)
+    @given(
+        where=st.sampled_from(["steps", "event.data", "ctx.attempt", "ctx.run_id", "events", "use_api", "extra"]),
+        value=json_values,
+    )
+    def altered(where: str, value: Any) -> None:
+        body = valid_body()
+        signature = sign(body, key, ts=int(time.time()) - 3600)
+        doc = json.loads(body)
+        if where == "steps":
+            doc["steps"][secrets.token_hex(20)] = {"data": value}
+        elif where == "event.data":
+            doc["event"]["data"]["message"] = json.dumps(value) + "!"
+        elif where == "ctx.attempt":
+            doc["ctx"]["attempt"] = value if isinstance(value, int) and value != 0 else 7
+        elif where == "ctx.run_id":
+            doc["ctx"]["run_id"] += "X"
+        elif where == "events":
+            doc["events"].append({"name": "forged", "data": {"v": value}})
+        elif where == "use_api":
+            doc["use_api"] = True
+        else:
+            doc["forged"] = value
+        altered_body = json.dumps(doc).encode()
+        headers = {"X-Inngest-Signature": signature}
+        tally.call("protocol: altered after signing", UNAUTHORIZED, lambda: call(client, altered_body, headers), where)
+
+    # 5. Not JSON at all, with a header carrying the MAC of the raw bytes (there is no canonical form).
+    @fuzz(100)
+    @given(raw=st.binary(min_size=1, max_size=200).filter(lambda b: not _is_json(b)))
+    def bad_json(raw: bytes) -> None:
+        ts = str(int(time.time()))
+        mac = hmac.new(key.encode(), raw + ts.encode(), hashlib.sha256).hexdigest()
+        headers = {"X-Inngest-Signature": f"t={ts}&s={mac}"}
+        tally.call("protocol: bad JSON", UNAUTHORIZED, lambda: call(client, raw, headers))
+
+    for step in (unsigned, forged, wrong_key, altered, bad_json):
+        step()
+
+    # 6. Huge unsigned bodies: refused (the SDK parses before it checks the header, see the report).
+    for size in (1 << 20, (1 << 20) + 1, 8 << 20):
+        big = b'{"event":{"name":"x","data":{"pad":"' + b"a" * size + b'"}}}'
+        tally.call("protocol: huge unsigned body", UNAUTHORIZED, lambda b=big: call(client, b, {}), f"{size} bytes")
+
+    tally.durations["protocol fuzz"] = time.monotonic() - started
+    assert_still_serving(app, tally)
+    assert tally.count("protocol:") >= 800, tally.report()
+    assert not tally.failures, "answers outside the contract:\n" + tally.distinct_failures()
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_key_holder_errors_are_the_sdks_500s(target: tuple[App, EventSink], client: httpx.Client, tally: Tally) -> None:
+    """With a valid signature, the SDK's own error answers: 500 + `{code, message}` (contract-sanctioned)."""
+    app, _ = target
+
+    @fuzz(60)
+    @given(
+        fn=st.text(min_size=1, max_size=40).filter(lambda f: f not in FUNCTIONS and f"{APP_ID}-{f}" not in FUNCTIONS)
+    )
+    def unknown_fn(fn: str) -> None:
+        body = valid_body()
+        res = call(client, body, {"X-Inngest-Signature": sign(body, app.signing_key)}, fn=fn)
+        tally.record("protocol: signed, unknown fnId", res, {500})
+        if res.status_code == 500:
+            assert res.json()["code"] == "function_not_found", res.text
+            assert res.headers.get("x-inngest-sdk"), "the SDK answered it"
+
+    @fuzz(60)
+    @given(doc=exact_json.filter(lambda v: not isinstance(v, dict) or "ctx" not in v))
+    def not_an_invocation(doc: Any) -> None:
+        body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        res = call(client, body, {"X-Inngest-Signature": sign(body, app.signing_key)})
+        tally.record("protocol: signed, not an invocation", res, {500})
+        if res.status_code == 500:
+            assert res.json().get("message"), res.text
+
+    unknown_fn()
+    not_an_invocation()
+    assert_still_serving(app, tally)
+    assert not [f for f in tally.failures if "signed," in f], tally.distinct_failures()
+
+
+def test_unaltered_replay_is_accepted(target: tuple[App, EventSink], client: httpx.Client, tally: Tally) -> None:
+    """inngest-py checks no timestamp age (the contract): the same signed call a day later still runs."""
+    app, _ = target
+    body = valid_body("replayed")
+    signature = sign(body, app.signing_key, ts=int(time.time()) - 86_400)
+    for _ in range(20):
+        res = call(client, body, {"X-Inngest-Signature": signature})
+        tally.record("protocol: unaltered replay", res, {200})
+        assert res.json() == "replayed"
+    # JCS: key order and whitespace are not part of what is signed.
+    reordered = json.dumps(json.loads(body), indent=2, sort_keys=False).encode()
+    assert call(client, reordered, {"X-Inngest-Signature": signature}).status_code == 200
+
+
+@pytest.mark.parametrize("header", ["t=1&s=\u00e9", "t=1&s=%C3%A9", "s=" + "\u00e9" * 64])
+def test_non_ascii_signature_is_unauthorized(client: httpx.Client, header: str) -> None:
+    """A signature that is not ASCII must be a 401 like any other bad signature, not a 500.
+
+    inngest-py compares with `hmac.compare_digest(str, str)`, which raises TypeError for non-ASCII text
+    (net.py `_validate_sig`); the app's error handler turns that into 500 "internal error".
+    """
+    res = call(client, valid_body(), {"X-Inngest-Signature": header.encode()})
+    assert res.status_code == 401, f"{res.status_code} {res.text}"
