@@ -12,6 +12,10 @@ the directory removed when the session ends. Tests reach it through the `engine`
 carries DOCKER_HOST), never through the process environment, so other test modules are unaffected.
 
 Needs root (dockerd, debootstrap). Without root or a tool the tests skip, and fail under REQUIRE_ALL=1.
+Run alone: `.venv/bin/python -m pytest tests/containers -s` (progress and timings on the terminal).
+The debootstrap root fs is cached in .cache/containers/ (keyed by mirror, packages and the copied host
+files); delete it to start fresh. CT_KEEP_ENGINE_DIR=1 keeps the engine's directory (build logs,
+dockerd.log) after the session.
 """
 
 from __future__ import annotations
@@ -491,7 +495,7 @@ def _standin_context(dest: Path) -> None:
     pkg.mkdir(parents=True)
     (dest / "tests" / "__init__.py").write_text("")
     for path in src.glob("*.py"):
-        if path.name.startswith("test_") or path.name in ("conftest.py", "fixtures.py", "sample_app.py"):
+        if path.name.startswith("test_") or path.name == "conftest.py":
             continue
         shutil.copy2(path, pkg / path.name)
     shutil.copy2(HERE / "standin.Dockerfile", dest / "Dockerfile")
@@ -725,14 +729,15 @@ def stack(engine: Engine, images: Images) -> Iterator[Stack]:
         st.up = st.compose(*wait, check=False, timeout=300)
     else:
         # Compose's --wait treats a one-shot service that nothing depends on with
-        # `service_completed_successfully` as a long-running one: it fails with "exited (0)" when the
-        # job is done before the check (pkg/compose/start.go getDependencyCondition, v2.40.3) - a race.
-        # So: wait for the long-running services, then start the one-shots (their depends_on still
-        # gates them) and read their exit codes with `compose wait`.
-        long_running = sorted(name for name in model["services"] if name not in st.one_shots)
-        st.up = st.compose(*wait, *long_running, check=False, timeout=300)
+        # `service_completed_successfully` like a long-running one: it fails with "exited (0)" when the
+        # job has finished by the time it checks (pkg/compose/start.go getDependencyCondition, v2.40.3),
+        # a race. So: `up -d` of the whole project (compose still starts each service only once its
+        # depends_on conditions hold, sync included), then `up -d --wait` of the long-running services;
+        # the tests read the one-shots' exit codes with `compose wait`.
+        st.up = st.compose("up", "-d", check=False, timeout=300)
         if st.up.returncode == 0:
-            st.compose("up", "-d", *st.one_shots, timeout=300)
+            long_running = sorted(name for name in model["services"] if name not in st.one_shots)
+            st.up = st.compose(*wait, *long_running, check=False, timeout=300)
     engine.timings["compose_up_wait"] = time.monotonic() - started
     log(f"compose up --wait ({project}) took {engine.timings['compose_up_wait']:.1f} s, exit {st.up.returncode}")
     try:
