@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import inngest
+
 from app import functions as product
 
 EXTRA_ID = "e2e-redeployed"

@@ -222,14 +222,24 @@ class StandInProcess(_Process):
     ) -> list[dict[str, Any]]:
         """Wait until `count` runs (of `function`) have ended; returns all of them."""
 
-        def ended() -> list[dict[str, Any]] | None:
+        def ended() -> bool:
             if sample:
                 sample()
-            runs = self.runs(function)
-            done = [r for r in runs if r["status"] != "Running"]
-            return runs if len(runs) >= count and len(done) == len(runs) else None
+            by_fn = self.summary()["runs"]
+            counts: dict[str, int] = {}
+            for fn_id, statuses in by_fn.items():
+                if not function or fn_id == function or fn_id.endswith("-" + function):
+                    for status, n in statuses.items():
+                        counts[status] = counts.get(status, 0) + n
+            total = sum(counts.values())
+            return total >= count and counts.get("Running", 0) == 0
 
-        return list(wait_until(ended, timeout, interval=0.25, what=f"{count} finished runs of {function or 'any'}"))
+        wait_until(ended, timeout, interval=0.25, what=f"{count} finished runs of {function or 'any'}")
+        return self.runs(function)
+
+    def summary(self) -> dict[str, Any]:
+        """Run counts by function and status, and the number of runs waiting for an event."""
+        return dict(self.http.get("/test/summary").json())
 
 
 class AppProcess(_Process):

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.standin import protocol
+from tests.standin import protocol, wire
 
 log = logging.getLogger("standin")
 
@@ -101,7 +101,10 @@ class Run:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "sdk_calls": self.calls,
-            "steps": {k: dataclasses.asdict(v) for k, v in self.observed.items()},
+            "steps": {
+                k: {"name": v.name, "op": v.op, "reports": v.reports, "errors": v.errors, "saved": v.saved}
+                for k, v in self.observed.items()
+            },
         }
         if full:
             data["history"] = self.history
@@ -133,20 +136,20 @@ class StandIn:
         self.idempotency: set[tuple[str, str]] = set()
         self.pauses: list[Pause] = []
         self.stats: Counter[str] = Counter()
+        self.per_fn: dict[str, Counter[str]] = {}  # per function: responses by status, ops by opcode
         self.errors: list[dict[str, Any]] = []  # failed SDK calls (bounded)
         self.calls: list[tuple[float, float, str]] = []  # (start, end, outcome) of every SDK call
         self.pending = 0  # queue depth: scheduled SDK calls not yet finished
         self._slots = asyncio.Semaphore(max(1, opts.queue_workers))
         self._fn_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # sync PUTs
+        self._wire = wire.Client(timeout=opts.request_timeout)  # executor calls
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        # keepalive below uvicorn's 5 s idle timeout, so idle-close races don't pose as app faults
-        limits = httpx.Limits(max_connections=self.opts.queue_workers + 10, keepalive_expiry=2.0)
-        self._client = httpx.AsyncClient(timeout=self.opts.request_timeout, limits=limits)
+        self._client = httpx.AsyncClient(timeout=self.opts.request_timeout)
         self._spawn(self._poll_sdk_urls())
 
     async def stop(self) -> None:
@@ -154,6 +157,7 @@ class StandIn:
             task.cancel()
         if self._client:
             await self._client.aclose()
+        await self._wire.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -406,7 +410,6 @@ class StandIn:
         }
 
     async def _call(self, run: Run, step_id: str, attempt: int) -> None:
-        assert self._client
         # httpdriver.go `ExecuteDriverRequest`: the registered URL with `stepId` set to the edge.
         parts = urllib.parse.urlsplit(run.fn.url)
         query = dict(urllib.parse.parse_qsl(parts.query))
@@ -414,48 +417,48 @@ class StandIn:
         url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
         body = protocol.canonical_json(self._request_body(run, step_id, attempt))
         headers = {
-            "content-type": "application/json",
-            "x-inngest-signature": protocol.sign_body(body, self.opts.signing_key),
-            "x-run-id": run.id,
-            "x-inngest-req-version": "2",
-            "x-inngest-step-id": step_id,
+            "Content-Type": "application/json",
+            "X-Inngest-Signature": protocol.sign_canonical(body, self.opts.signing_key),
+            "X-Run-ID": run.id,
+            "X-Inngest-Req-Version": "2",
+            "X-Inngest-Step-Id": step_id,
         }
         run.calls += 1
         self.stats["sdk_requests"] += 1
         started = time.time()
         try:
-            res = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            res = await self._wire.post(url, body, headers)
+        except wire.TransportError as exc:
             # exechttp ErrUnableToReach & friends: a transport error is a failed attempt, retried.
-            kind = "connect" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
-            self.stats[f"sdk_error_{kind}"] += 1
-            self.calls.append((started, time.time(), kind))
+            self.stats[f"sdk_error_{exc.kind}"] += 1
+            self.calls.append((started, time.time(), exc.kind))
             if len(self.errors) < 1000:
-                self.errors.append({"run_id": run.id, "kind": kind, "at": started, "error": str(exc)})
-            run.history.append(f"{step_id}#{attempt}: {kind}")
-            self._retry_or_fail(run, step_id, attempt, {"error": f"{kind}: {exc}"}, retry_after=None)
+                self.errors.append({"run_id": run.id, "kind": exc.kind, "at": started, "error": str(exc)})
+            run.history.append(f"{step_id}#{attempt}: {exc.kind}")
+            self._retry_or_fail(run, step_id, attempt, {"error": f"{exc.kind}: {exc}"}, retry_after=None)
             return
-        self.calls.append((started, time.time(), str(res.status_code)))
-        self.stats[f"sdk_status_{res.status_code}"] += 1
-        run.history.append(f"{step_id}#{attempt}: {res.status_code}")
+        self.calls.append((started, time.time(), str(res.status)))
+        self.stats[f"sdk_status_{res.status}"] += 1
+        no_retry = res.headers.get("x-inngest-no-retry") == "true"
+        self.per_fn.setdefault(run.fn.id, Counter())[f"status_{res.status}{'_no_retry' if no_retry else ''}"] += 1
+        run.history.append(f"{step_id}#{attempt}: {res.status}")
         # httpdriver.go: a response without X-Inngest-Sdk is not from an SDK (ErrNotSDK, retried).
         if not res.headers.get("x-inngest-sdk"):
             self.stats["sdk_missing_header"] += 1
             self._retry_or_fail(run, step_id, attempt, {"error": "response did not come from an SDK"}, None)
             return
         # Stricter than the real server: the app must sign responses to signed requests.
-        if not protocol.verify_response(res.content, res.headers.get("x-inngest-signature"), self.opts.signing_key):
+        if not protocol.verify_response(res.body, res.headers.get("x-inngest-signature"), self.opts.signing_key):
             self.stats["sdk_bad_signature"] += 1
             self._retry_or_fail(run, step_id, attempt, {"error": "response signature invalid"}, None)
             return
-        no_retry = res.headers.get("x-inngest-no-retry") == "true"
         try:
-            payload = res.json() if res.content else None
+            payload = json.loads(res.body) if res.body else None
         except ValueError:
-            payload = res.text
-        if res.status_code == 206:
+            payload = res.body.decode(errors="replace")
+        if res.status == 206:
             await self._handle_ops(run, step_id, attempt, payload or [], no_retry)
-        elif res.status_code == 200:
+        elif res.status == 200:
             self._finish(run, "Completed", payload)
         elif no_retry:
             self._finish(run, "Failed", payload)
@@ -467,9 +470,11 @@ class StandIn:
             self._finish(run, "Failed", error)
             return
         delay = self._backoff(attempt)
-        if retry_after:
+        if retry_after:  # seconds, or a time (the Python SDK sends ISO 8601 for RetryAfterError)
             with contextlib.suppress(ValueError):
                 delay = max(0.0, float(retry_after)) * self.opts.time_scale
+            with contextlib.suppress(ValueError):
+                delay = protocol.sleep_seconds({"name": retry_after}) * self.opts.time_scale
         self.stats["retries"] += 1
         self._enqueue(run, step_id, attempt + 1, delay)
 
@@ -500,6 +505,7 @@ class StandIn:
             code = op.get("op")
             step = self._observe(run, op)
             self.stats[f"op_{code}"] += 1
+            self.per_fn.setdefault(run.fn.id, Counter())[f"op_{code}"] += 1
             if code == "StepRun":  # handleGeneratorStep: memoize {"data": ...}, re-run discovery
                 step.reports += 1
                 self._save(run, op["id"], {"data": op.get("data")})
@@ -610,6 +616,7 @@ class StandIn:
             Route("/test/stats", self.t_stats),
             Route("/test/events", self.t_events),
             Route("/test/runs", self.t_runs),
+            Route("/test/summary", self.t_summary),
             Route("/test/runs/{run_id}", self.t_run),
             Route("/test/calls", self.t_calls),
             Route("/test/cron/{fn_id}", self.t_cron, methods=["POST"]),
@@ -684,13 +691,21 @@ class StandIn:
                 "apps": self.apps,
                 "functions": fns,
                 "pauses": len(self.pauses),
+                "waits": [{"run_id": p.run.id, "event": p.event, "if": p.expression} for p in self.pauses],
                 "pending": self.pending,
             }
         )
 
     async def t_stats(self, request: Request) -> Response:
         by_status = Counter(r.status for r in self.runs.values())
-        return JSONResponse({"counters": dict(self.stats), "runs": dict(by_status), "errors": self.errors[-50:]})
+        return JSONResponse(
+            {
+                "counters": dict(self.stats),
+                "runs": dict(by_status),
+                "functions": {k: dict(v) for k, v in self.per_fn.items()},
+                "errors": self.errors[-50:],
+            }
+        )
 
     async def t_events(self, request: Request) -> Response:
         name = request.query_params.get("name")
@@ -706,6 +721,13 @@ class StandIn:
             and (not q.get("event_id") or r.id in self.event_runs.get(q["event_id"], []))
         ]
         return JSONResponse(runs)
+
+    async def t_summary(self, request: Request) -> Response:
+        """Cheap progress view: run counts by function and status."""
+        counts: dict[str, Counter[str]] = {}
+        for r in self.runs.values():
+            counts.setdefault(r.fn.id, Counter())[r.status] += 1
+        return JSONResponse({"runs": {k: dict(v) for k, v in counts.items()}, "waits": len(self.pauses)})
 
     async def t_run(self, request: Request) -> Response:
         run = self._run(request)
