@@ -1,6 +1,6 @@
 """Wire details of the Inngest server <-> SDK protocol, written from the server's sources (v1.43.0).
 
-Only the standard library: the stand-in image installs nothing but starlette, uvicorn and httpx.
+Only the standard library (the stand-in as a whole needs nothing but starlette and uvicorn).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import uuid
 from collections import Counter
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -143,21 +142,19 @@ class StandIn:
         self._slots = asyncio.Semaphore(max(1, opts.queue_workers))
         self._fn_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._client: httpx.AsyncClient | None = None  # sync PUTs
         self._wire = wire.Client(timeout=opts.request_timeout)  # executor calls
+        self._ping = wire.Client(timeout=10.0, keepalive=0.0)  # sync PUTs (deploy.Client: 10 s timeout)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.opts.request_timeout)
         self._spawn(self._poll_sdk_urls())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._client:
-            await self._client.aclose()
         await self._wire.close()
+        await self._ping.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -188,24 +185,22 @@ class StandIn:
 
     async def ping(self, url: str) -> dict[str, Any]:
         """pkg/deploy/deploy.go `Ping`: signed PUT with body {"url": ...} and X-Inngest-Server-Kind."""
-        assert self._client
         url = self._norm(url)
         body = json.dumps({"url": url}).encode()
         headers = {
-            "content-type": "application/json",
-            "x-inngest-server-kind": "cloud",  # `inngest start` is a cloud-kind server
-            "x-inngest-signature": protocol.sign_body(body, self.opts.signing_key),
+            "Content-Type": "application/json",
+            "X-Inngest-Server-Kind": "cloud",  # `inngest start` is a cloud-kind server
+            "X-Inngest-Signature": protocol.sign_body(body, self.opts.signing_key),
         }
         before = len(self.registrations)
         record: dict[str, Any] = {"url": url, "at": time.time()}
         try:
-            res = await self._client.put(url, content=body, headers=headers, timeout=10)
-            record.update(status=res.status_code, body=res.text[:500], sdk=res.headers.get("x-inngest-sdk"))
-            ok = res.status_code < 300 and any(
-                r["ok"] and self._norm(r["url"]) == url for r in self.registrations[before:]
-            )
-        except httpx.HTTPError as exc:
-            record.update(status=None, error=f"{type(exc).__name__}: {exc}")
+            res = await self._ping.request("PUT", url, body, headers)
+            text = res.body.decode(errors="replace")[:500]
+            record.update(status=res.status, body=text, sdk=res.headers.get("x-inngest-sdk"))
+            ok = res.status < 300 and any(r["ok"] and self._norm(r["url"]) == url for r in self.registrations[before:])
+        except wire.TransportError as exc:
+            record.update(status=None, error=f"{exc.kind}: {exc}")
             ok = False
         record["synced"] = ok
         self.puts.append(record)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.standin.fixtures import PYTHON, StandInProcess, _Process, free_port, wait_until
+from tests.standin.fixtures import PYTHON, ROOT, StandInProcess, _Process, free_port, wait_until
 
 
 def start_sample(log_dir: Path, standin: StandInProcess, port: int) -> tuple[_Process, Path]:
@@ -120,3 +120,21 @@ def test_register_and_event_auth(standin: StandInProcess) -> None:
     assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs").status_code == 401
     assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs", headers=bearer).json()["data"] == []
     assert httpx.get(standin.url + "/health").json() == {"status": 200, "message": "OK"}
+
+
+def test_cli_refuses_what_inngest_start_refuses() -> None:
+    """cmd/start: a prefixed (non-hex) signing key or a missing event key stops the server at boot."""
+    import subprocess
+
+    for args in (["--signing-key", "signkey-prod-abcd", "--event-key", "k"], ["--signing-key", "abcd"]):
+        res = subprocess.run([PYTHON, "-m", "tests.standin", *args], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 2, res.stderr
+
+
+def test_runtime_needs_only_starlette_and_uvicorn() -> None:
+    """The image built from tests/standin installs starlette and uvicorn only."""
+    import subprocess
+
+    code = "import sys, tests.standin.__main__; print(sorted({'httpx', 'pytest', 'inngest'} & set(sys.modules)))"
+    res = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr

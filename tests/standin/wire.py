@@ -1,8 +1,9 @@
-"""A small asyncio HTTP/1.1 client with a keep-alive pool, for the executor's calls to the app.
+"""A small asyncio HTTP/1.1 client with a keep-alive pool, for the stand-in's calls to the app.
 
 httpx costs milliseconds of CPU per request in its pool bookkeeping; at a thousand concurrent runs the
 stand-in, not the app, would be the bottleneck. This client does just what the executor needs: POST a
-body, read a Content-Length or chunked response, reuse idle connections for a short while.
+body, read a Content-Length or chunked response, reuse idle connections for a short while. It also
+keeps the stand-in's dependencies to starlette and uvicorn.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ class Client:
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        return await self.request("POST", url, body, headers)
+
+    async def request(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Reply:
         parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http":
+            raise TransportError("connect", f"unsupported scheme in {url!r} (the stand-in speaks plain http)")
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        head = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         reader, writer = await self._connection(host, port)
