@@ -634,8 +634,12 @@ class StandIn:
             "# TYPE inngest_queue_depth gauge",
             f"inngest_queue_depth {self.pending}",
         ]
-        for name, key in (("scheduled", "runs_scheduled"), ("ended", None)):
-            value = self.stats[key] if key else sum(1 for r in self.runs.values() if r.status != "Running")
+        values = {
+            "scheduled": self.stats["runs_scheduled"],
+            "started": sum(1 for r in self.runs.values() if r.calls),
+            "ended": sum(1 for r in self.runs.values() if r.status != "Running"),
+        }
+        for name, value in values.items():
             lines += [f"# TYPE inngest_function_run_{name}_total counter", f"inngest_function_run_{name}_total {value}"]
         return PlainTextResponse("\n".join(lines) + "\n")
 

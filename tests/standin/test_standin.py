@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -138,3 +140,58 @@ def test_runtime_needs_only_starlette_and_uvicorn() -> None:
     code = "import sys, tests.standin.__main__; print(sorted({'httpx', 'pytest', 'inngest'} & set(sys.modules)))"
     res = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Answers like a proxy or a wrong app would: no X-Inngest-Sdk, or a bad signature."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'"done"'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        if "sdk" in self.path:
+            self.send_header("X-Inngest-Sdk", "inngest-py:v0.5.19")
+            self.send_header("X-Inngest-Signature", "t=1&s=00")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_answers_not_from_the_sdk_are_failures(standin: StandInProcess) -> None:
+    """httpdriver.go: a 200 without X-Inngest-Sdk is ErrNotSDK (retried, never "completed"); the stand-in
+    also refuses an SDK answer whose signature does not verify."""
+    from inngest._internal import transforms
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{impostor.server_address[1]}"
+    try:
+        functions = [
+            {
+                "id": f"x-{kind}",
+                "triggers": [{"event": f"x/{kind}"}],
+                "steps": {
+                    "step": {
+                        "id": "step",
+                        "name": "step",
+                        "retries": {"attempts": 1},
+                        "runtime": {"type": "http", "url": f"{base}/{kind}?fnId=x-{kind}&stepId=step"},
+                    }
+                },
+            }
+            for kind in ("plain", "sdk")
+        ]
+        bearer = {"Authorization": f"Bearer {transforms.hash_signing_key(standin.signing_key)}"}
+        body = {"appname": "x", "url": f"{base}/plain", "functions": functions}
+        assert standin.http.post("/fn/register", json=body, headers=bearer).json()["ok"]
+        standin.send("x/plain")
+        standin.send("x/sdk")
+        runs = standin.wait_runs(2, timeout=20)
+        assert {r["status"] for r in runs} == {"Failed"} and all(r["sdk_calls"] == 2 for r in runs)
+        counters = standin.stats()["counters"]
+        assert counters["sdk_missing_header"] == 2 and counters["sdk_bad_signature"] == 2
+    finally:
+        impostor.shutdown()
