@@ -1,0 +1,34 @@
+"""Fixtures: the stand-in and the app as processes (shared with the end-to-end tests) and a Prometheus."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.prom.harness import Prometheus
+from tests.standin.fixtures import *  # noqa: F403
+
+
+@pytest.fixture
+def prometheus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Prometheus]]:
+    """Unstarted Prometheus handles in temp dirs; stopped at the end, log tail printed on failure."""
+    binary = require_tool("prometheus", "install Debian's prometheus package (apt-get install prometheus)")
+    made: list[Prometheus] = []
+    with tempfile.TemporaryDirectory(prefix="prom-") as tmp:
+
+        def make() -> Prometheus:
+            workdir = Path(tmp) / str(len(made))
+            workdir.mkdir()
+            made.append(Prometheus(binary, workdir))
+            return made[-1]
+
+        yield make
+        failed = getattr(request.node, "rep_call", None)
+        for prom in made:
+            if failed is not None and failed.failed:
+                print(f"--- prometheus log ---\n{prom.log_tail()}")
+            prom.stop()
