@@ -17,6 +17,7 @@ import hmac
 import json
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -242,3 +243,30 @@ def test_non_ascii_signature_is_unauthorized(client: httpx.Client, header: str) 
     """
     res = call(client, valid_body(), {"X-Inngest-Signature": header.encode()})
     assert res.status_code == 401, f"{res.status_code} {res.text}"
+
+
+def test_unsigned_large_body_does_not_stall_the_app(target: tuple[App, EventSink]) -> None:
+    """An unsigned call must be refused without the app parsing its body first.
+
+    inngest-py canonicalizes (json.loads + JCS) the whole body before it looks for the signature header
+    (net.py `validate_request_sig`), synchronously on the event loop, and the serve path has no size limit:
+    measured, an unsigned 8 MiB body blocks every other request for ~3 s; 64 MiB for ~32 s, 2.6 GB peak RSS.
+    """
+    app, _ = target
+    body = b'{"a":[' + b",".join([b'{"k":"v"}'] * (8 * (1 << 20) // 10)) + b"]}"
+    with (
+        httpx.Client(base_url=app.url, timeout=60) as big,
+        httpx.Client(base_url=app.url, timeout=60) as small,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        started = time.monotonic()
+        pending = pool.submit(lambda: call(big, body, {}))
+        time.sleep(0.3)  # the big body has arrived and is being handled
+        probe = time.monotonic()
+        assert small.get("/healthz").status_code == 200
+        health_latency = time.monotonic() - probe
+        res = pending.result()
+        refused_after = time.monotonic() - started
+    assert res.status_code in (401, 413), res.text
+    assert health_latency < 0.5, f"/healthz took {health_latency:.1f}s behind an unsigned 8 MiB call"
+    assert refused_after < 1.5, f"the unsigned 8 MiB call took {refused_after:.1f}s to refuse"
