@@ -9,7 +9,9 @@ the same environment variables as the app.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from typing import Any
 
 import bench_functions  # benchmarks/ is on sys.path: it is this script's directory
@@ -18,6 +20,12 @@ import bench_functions  # benchmarks/ is on sys.path: it is this script's direct
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--functions", type=int, required=True, help="total number of functions to serve")
+    parser.add_argument(
+        "--measure-sync-build",
+        type=int,
+        metavar="REPEATS",
+        help="do not serve: time building the sync payload (min of REPEATS) and print JSON",
+    )
     args = parser.parse_args(argv)
 
     from app import functions as app_functions
@@ -30,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     builders: list[Any] = [*own, *extra]
 
     settings = settings_or_exit()
+    if args.measure_sync_build:
+        print(json.dumps(measure_sync_build(settings, builders, args.measure_sync_build)))
+        return 0
     if settings.web_concurrency != 1:
         print("app_with_fns: WEB_CONCURRENCY must be 1", file=sys.stderr)
         return 2
@@ -37,6 +48,43 @@ def main(argv: list[str] | None = None) -> int:
     server._single_app = lambda s: create_app(s, builders=builders)  # type: ignore[attr-defined]
     server.serve(settings)
     return 0
+
+
+def measure_sync_build(settings: Any, builders: list[Any], repeats: int) -> dict[str, Any]:
+    """What the SDK does for each sync before any I/O: every function's config, the body, its JSON."""
+    from inngest._internal import server_lib, transforms
+    from inngest._internal.comm_lib.handler import get_function_configs
+
+    from app.effects import Ledger
+    from app.functions import Services
+    from app.inngest_client import build_client
+
+    client = build_client(settings)
+    services = Services(ledger=Ledger(settings.side_effects_db))
+    functions = {fn.get_id(): fn for fn in (build(client, services) for build in builders)}
+    url = settings.serve_url or "http://app:8000/api/inngest"
+    best = float("inf")
+    size = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        configs = get_function_configs(url, functions)
+        if isinstance(configs, Exception):
+            raise configs
+        body = server_lib.SynchronizeRequest(
+            app_name=client.app_id,
+            app_version=client.app_version,
+            deploy_type=server_lib.DeployType.PING,
+            framework=server_lib.Framework.FAST_API,
+            functions=configs,
+            sdk="py",
+            url=url,
+            v="0.1",
+        ).to_dict()
+        if isinstance(body, Exception):
+            raise body
+        size = len(json.dumps(transforms.deep_strip_none(body)))
+        best = min(best, time.perf_counter() - started)
+    return {"functions": len(functions), "min_ms": best * 1000, "bytes": size}
 
 
 if __name__ == "__main__":
