@@ -160,6 +160,8 @@ def test_health_and_readiness_then_drain(client_factory: Client) -> None:
     client.app.state.lifecycle.begin_drain()  # what SIGTERM does (the real signal is tested on a process)
     drained = client.get("/readyz")
     assert drained.status_code == 503 and drained.json()["status"] == "draining"
+    assert drained.headers["connection"] == "close"  # callers stop reusing this instance's connections
+    assert "connection" not in ready.headers
     assert client.get("/healthz").status_code == 200  # liveness never follows readiness
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("app.health")
 
@@ -77,6 +78,33 @@ class Lifecycle:
             threading.Thread(target=later, name="drain", daemon=True).start()
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class CloseWhileDraining:
+    """During the drain every response says `Connection: close`.
+
+    Clients then open a fresh connection for their next request, which lands on another instance
+    (or is refused and retried) instead of racing the listener's final close on a reused connection.
+    After SHUTDOWN_DRAIN_SECONDS only connections idle for that long remain: keep it above the
+    callers' idle keep-alive time.
+    """
+
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.lifecycle.draining:
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
 
 
 router = APIRouter()

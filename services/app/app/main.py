@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     setup_metrics(app, settings, len(functions))
     app.add_middleware(SyncObserver, path=settings.inngest_serve_path, state=lifecycle.sync)
     app.add_middleware(events.BodyLimit)
+    app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
