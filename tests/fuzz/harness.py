@@ -210,14 +210,15 @@ class Tally:
     def __init__(self) -> None:
         self.statuses: dict[str, Counter[int]] = {}
         self.failures: list[str] = []
+        self.examples: dict[str, str] = {}  # failure -> the first input that produced it
         self.durations: dict[str, float] = {}
 
     def record(self, category: str, res: httpx.Response, allowed: set[int], note: str = "") -> None:
         self.statuses.setdefault(category, Counter())[res.status_code] += 1
         if res.status_code not in allowed:
-            self.fail(category, f"HTTP {res.status_code} (allowed {sorted(allowed)}): {res.text[:160]!r} {note}")
+            self.fail(category, f"HTTP {res.status_code} (allowed {sorted(allowed)}): {res.text[:160]!r}", note)
         elif res.status_code >= 400 and not message_of(res):
-            self.fail(category, f"HTTP {res.status_code} without a message: {res.text[:160]!r}")
+            self.fail(category, f"HTTP {res.status_code} without a message: {res.text[:160]!r}", note)
 
     def call(self, category: str, allowed: set[int], send: Any, note: str = "") -> httpx.Response | None:
         """Send through `send()`; a dropped connection counts as a failure (status 0), not a crash."""
@@ -225,14 +226,15 @@ class Tally:
             res: httpx.Response = send()
         except httpx.TransportError as exc:
             self.statuses.setdefault(category, Counter())[0] += 1
-            self.fail(category, f"connection error {exc!r} {note}")
+            self.fail(category, f"connection error {type(exc).__name__}: {exc}", note)
             return None
         self.record(category, res, allowed, note)
         return res
 
-    def fail(self, category: str, text: str) -> None:
-        if len(self.failures) < 2000:
-            self.failures.append(f"[{category}] {text}")
+    def fail(self, category: str, text: str, example: str = "") -> None:
+        failure = f"[{category}] {text}"
+        self.failures.append(failure)
+        self.examples.setdefault(failure, example)
 
     def count(self, prefix: str = "") -> int:
         return sum(sum(c.values()) for k, c in self.statuses.items() if k.startswith(prefix))
@@ -247,9 +249,14 @@ class Tally:
             lines.append(f"  duration {name}: {seconds:.1f}s")
         return "\n".join(lines)
 
-    def distinct_failures(self, limit: int = 25) -> str:
-        seen = Counter(self.failures)
-        return "\n".join(f"{n:>4}x {text}" for text, n in seen.most_common(limit))
+    def distinct_failures(self, *categories: str, limit: int = 25) -> str:
+        """The most frequent failures (of categories starting with these prefixes, or all), with counts."""
+        chosen = [f for f in self.failures if not categories or f.startswith(tuple(f"[{c}" for c in categories))]
+        seen = Counter(chosen)
+        return "\n".join(
+            f"{n:>4}x {text}" + (f"\n        e.g. {self.examples[text]}" if self.examples.get(text) else "")
+            for text, n in seen.most_common(limit)
+        )
 
 
 def message_of(res: httpx.Response) -> str:
