@@ -216,7 +216,8 @@ class Tally:
     def record(self, category: str, res: httpx.Response, allowed: set[int], note: str = "") -> None:
         self.statuses.setdefault(category, Counter())[res.status_code] += 1
         if res.status_code not in allowed:
-            self.fail(category, f"HTTP {res.status_code} (allowed {sorted(allowed)}): {res.text[:160]!r}", note)
+            answer = repr(res.text[:160]) if res.status_code >= 300 else "accepted"
+            self.fail(category, f"HTTP {res.status_code} (allowed {sorted(allowed)}): {answer}", note)
         elif res.status_code >= 400 and not message_of(res):
             self.fail(category, f"HTTP {res.status_code} without a message: {res.text[:160]!r}", note)
 
