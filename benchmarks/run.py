@@ -565,30 +565,45 @@ def check_invocation(server: Server, body: bytes, headers: dict[str, str]) -> di
 
 
 def phase_memory(env: Env, prof: Profile, servers: dict[str, Server], body: bytes, hdrs: dict[str, str]) -> dict:
-    out: dict[str, Any] = {"invocations": prof.invocations}
+    """RSS of the fresh process, after the first 1,000 calls, and after `prof.invocations` calls in all."""
+    first = min(1_000, prof.invocations // 2)
+    out: dict[str, Any] = {"invocations": prof.invocations, "first_calls": first}
     for name, server in servers.items():
         time.sleep(0.5)
         idle = server.rss_kb()
-        res = run_wrk(
-            env,
-            server.port,
-            STEP_PATH,
-            duration=600,
-            connections=prof.connections,
-            body=body,
-            headers=hdrs,
-            stop_after=prof.invocations,
-        )
+        requests = 0
+        rss_first = idle
+        for count in (first, prof.invocations - first):
+            res = run_wrk(
+                env,
+                server.port,
+                STEP_PATH,
+                duration=600,
+                connections=prof.connections,
+                body=body,
+                headers=hdrs,
+                stop_after=count,
+            )
+            requests += res.requests
+            if res.errors["status"]:
+                raise RuntimeError(f"{name}: {res.errors['status']} non-2xx answers during the RSS run")
+            if count == first:
+                time.sleep(0.2)
+                rss_first = server.rss_kb()
         time.sleep(0.5)
         after = server.rss_kb()
         out[name] = {
             "idle_rss_mb": rnd(idle / 1024),
+            "rss_after_first_calls_mb": rnd(rss_first / 1024),
             "rss_after_mb": rnd(after / 1024),
             "growth_mb": rnd((after - idle) / 1024),
-            "requests": res.requests,
-            "non_2xx": res.errors["status"],
+            "growth_after_first_calls_mb": rnd((after - rss_first) / 1024),
+            "requests": requests,
         }
-        log(f"memory {name}: idle {idle / 1024:.1f} MB -> {after / 1024:.1f} MB after {res.requests} calls")
+        log(
+            f"memory {name}: idle {idle / 1024:.1f} MB -> {rss_first / 1024:.1f} MB after {first} calls -> "
+            f"{after / 1024:.1f} MB after {requests} calls"
+        )
     return out
 
 
@@ -973,6 +988,12 @@ def print_table(result: dict[str, Any]) -> None:
             f"{mem['baseline']['growth_mb']:.1f}",
             f"{mem['app']['growth_mb']:.1f}",
             f"< 5 {met['rss_growth']}",
+        ),
+        (
+            f"  growth after the first {mem['first_calls']:,} calls MB",
+            f"{mem['baseline']['growth_after_first_calls_mb']:.1f}",
+            f"{mem['app']['growth_after_first_calls_mb']:.1f}",
+            "first-use allocations excluded",
         ),
         (
             f"  app RSS after {mem['app']['calls_before_after_all']:,} calls MB",
