@@ -1,6 +1,6 @@
 """Malformed and forged calls to the Inngest serve endpoint (`/api/inngest`) of the running app.
 
-What the contract allows (docs/inngest-contract.md and inngest-py `comm_lib/utils.py` `wrap_handler`):
+What the protocol allows (inngest-py 0.5 `comm_lib/utils.py` `wrap_handler`, `comm_lib/models.py`):
 every call is checked against `X-Inngest-Signature` before anything else, so a call without a valid
 signature gets 401 `{"message": "Unauthorized"}` whatever its body, method or query. Only a caller holding
 the signing key can get past that; the SDK then answers its own errors (unknown `fnId`, a body that is not
@@ -64,7 +64,7 @@ def json_of(scalars: Any) -> Any:
     )
 
 
-# Signed documents carry no floats: the helper's canonical form is JCS only for ints, strings and literals.
+# Signed documents carry no floats: `harness.canonical` is JCS only for ints, strings and literals.
 exact_json = json_of(st.none() | st.booleans() | st.integers() | st.text(max_size=20))
 json_values = json_of(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20))
 # What a query string may carry: the known function ids, garbage, or nothing.
@@ -216,6 +216,9 @@ def test_key_holder_errors_are_the_sdks_500s(target: tuple[App, EventSink], clie
         if res.status_code == 500:
             assert res.json()["code"] == "function_not_found", res.text
             assert res.headers.get("x-inngest-sdk"), "the SDK answered it"
+            assert "x-inngest-signature" in res.headers, "signed call, signed answer"
+            # No x-inngest-no-retry: the server retries, which heals a stale function list after a re-sync.
+            assert "x-inngest-no-retry" not in res.headers
 
     @fuzz(60)
     @given(doc=exact_json.filter(lambda v: not isinstance(v, dict) or "ctx" not in v))
