@@ -286,3 +286,10 @@ def test_unsigned_large_body_does_not_stall_the_app(target: tuple[App, EventSink
     assert res.status_code in (401, 413), res.text
     assert health_latency < 0.5, f"/healthz took {health_latency:.1f}s behind an unsigned 8 MiB call"
     assert refused_after < 1.5, f"the unsigned 8 MiB call took {refused_after:.1f}s to refuse"
+
+
+def test_at_least_1000_bad_inputs_were_tried(tally: Tally) -> None:
+    """Last in the directory (files run in name order): the whole bad-input run tried >= 1,000 requests."""
+    if not tally.count("events:") or not tally.count("protocol: no signature"):
+        pytest.skip("counts the whole tests/fuzz run; run the directory, not a selection")
+    assert tally.count() >= 1000, tally.report()
