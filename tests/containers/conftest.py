@@ -79,7 +79,7 @@ def unavailable(message: str) -> None:
 
 
 def log(message: str) -> None:
-    """Progress lines on the terminal (pytest -s shows them; -ra summary does not need them)."""
+    """A progress line (shown with pytest -s)."""
     print(f"[containers {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
@@ -92,7 +92,6 @@ class Engine:
     docker: str
     env: dict[str, str]
     root: Path
-    compose: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(
@@ -652,6 +651,8 @@ def _prometheus_config(dest: Path, ports: dict[str, int]) -> None:
 
     def rewrite(target: str) -> str:
         host, _, port = target.rpartition(":")
+        if not port.isdigit():
+            return target
         return f"{host}:{known.get((host, int(port)), port)}"
 
     for job in config.get("scrape_configs", []):
@@ -685,7 +686,7 @@ def _unguarded_one_shots(model: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(engine: Engine, images: Images) -> Iterator[Stack]:
-    """The real docker-compose.yml + compose.hostnet.yml, brought up with `up -d --wait`."""
+    """The real docker-compose.yml + compose.hostnet.yml, up and waited for (see the comment below)."""
     compose_bin = _compose_binary()
     project = f"ct{secrets.token_hex(4)}"
     ports = {"app": free_port(), "inngest": free_port(), "prometheus": free_port()}
