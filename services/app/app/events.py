@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import inngest
 from fastapi import APIRouter, HTTPException, Request
 from inngest._internal.errors import SendEventsError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import record_unreachable_send
@@ -19,13 +19,34 @@ EVENTS_PATH = "/api/events"
 _UNREACHABLE_MESSAGE = "never received response"
 
 
+def _json_number(value: Any) -> Any:
+    # JSON Schema `integer` accepts 5 and 5.0, never true/false or "5" (pydantic's lax mode coerces those).
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"\S")]
     data: dict[str, Any] = Field(default_factory=dict)
     id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    ts: Annotated[int, Field(ge=0, description="Unix time in milliseconds")] | None = None
+    ts: (
+        Annotated[
+            int, BeforeValidator(_json_number), Field(ge=0, le=2**63 - 1, description="Unix time in milliseconds")
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _sendable(self) -> EventIn:
+        # What the SDK sends must be strict JSON in UTF-8: no NaN/Infinity, no lone surrogates.
+        try:
+            json.dumps(self.model_dump(), allow_nan=False, ensure_ascii=False).encode()
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise ValueError("event is not representable as JSON (NaN, Infinity or a lone surrogate)") from exc
+        return self
 
 
 class EventsAccepted(BaseModel):

@@ -10,14 +10,14 @@ from typing import Any
 
 import httpx
 import inngest.fast_api
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from app import __version__, events, health
+from app import __version__, errors, events, health
 from app.effects import Ledger
 from app.functions import Builder, Services, build_functions
 from app.inngest_client import build_client
 from app.metrics import setup_metrics
+from app.serve_guard import SignatureGuard
 from app.settings import Settings, load_settings
 from app.sync import SyncObserver, sign, sync_until
 
@@ -73,10 +73,8 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.add_middleware(events.BodyLimit)
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return JSONResponse({"detail": "internal error; see the app logs"}, status_code=500)
+    app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
+    errors.install(app)
 
     return app
 
