@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # App image. The base is overridable so the same file builds on a locally made Debian
 # bookworm base (python3 + python3-venv, no `python` binary): everything below only relies
 # on `python3 -m venv` and then on the venv's own `python`.
@@ -18,8 +17,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir /src/services/app
 # --- runtime: same base, the venv copied in, nothing else ---
 FROM ${BASE_IMAGE}
 # No shell, no home, fixed uid so k8s runAsUser / file ownership checks are stable.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+RUN groupadd --gid 10001 app \
+    && useradd --no-log-init --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -20,11 +20,13 @@ $(error $(COMPOSE_MISSING))
 endif
 endif
 
-# `up --wait` returns 0 even when the one-shot sync failed, so the sync's exit code decides.
+# `up --wait` treats a one-shot job as long-running (it fails once the job has exited, even with 0)
+# and `compose wait` no longer sees an exited container: so wait for the long-running services, then
+# run the sync job in the foreground; its exit code (and its one-line reason) decide.
 up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
 	@$(PYTHON) scripts/make_env.py $(ENV_FILE)
-	$(COMPOSE) up -d --build --wait --wait-timeout 300
-	@$(COMPOSE) wait sync >/dev/null || { $(COMPOSE) logs --no-log-prefix sync | tail -n 5; \
+	$(COMPOSE) up -d --build --wait --wait-timeout 300 $$($(COMPOSE) config --services | grep -vx sync)
+	@$(COMPOSE) run --rm --no-deps sync || { \
 	  echo "make up: the sync job failed (reason above); fix it, then run: make sync" >&2; exit 1; }
 	@echo "stack up and synced: app http://127.0.0.1:$${APP_PORT:-8000}  inngest http://127.0.0.1:8288  prometheus http://127.0.0.1:9090"
 

@@ -111,8 +111,11 @@ shift
 echo "$*" >> "$FAKE_LOG"
 case " $* " in
   *" version "*) echo "Docker Compose version v2.40.3" ;;
-  *" wait sync "*) exit "${FAKE_SYNC_EXIT:-0}" ;;
-  *" logs "*) echo "sync: registration rejected: signing key invalid" ;;
+  *" config --services "*) printf 'app\ninngest\nsync\nprometheus\n' ;;
+  *" run --rm --no-deps sync "*)
+    [ "${FAKE_SYNC_EXIT:-0}" = 0 ] && echo "sync ok" && exit 0
+    echo "sync failed (rejected): server refused the registration: signing key invalid" >&2
+    exit "$FAKE_SYNC_EXIT" ;;
 esac
 exit 0
 """
@@ -143,7 +146,7 @@ def run_make_up(tmp_path: Path, sync_exit: int, *args: str) -> tuple[subprocess.
 def test_make_up_fails_when_the_sync_job_fails(tmp_path: Path) -> None:
     proc, calls = run_make_up(tmp_path, sync_exit=3)
     assert proc.returncode != 0
-    assert "signing key invalid" in proc.stdout
+    assert "signing key invalid" in proc.stderr
     assert "sync job failed" in proc.stderr
     assert any(" up -d --build --wait" in c for c in calls)
 
@@ -151,8 +154,10 @@ def test_make_up_fails_when_the_sync_job_fails(tmp_path: Path) -> None:
 def test_make_up_order_and_mode(tmp_path: Path) -> None:
     proc, calls = run_make_up(tmp_path, 0, "MODE=ha")
     assert proc.returncode == 0, proc.stderr
-    steps = [c for c in calls if " up " in f" {c} " or " wait " in f" {c} "]
-    assert len(steps) == 2 and " up " in f" {steps[0]} " and steps[1].endswith("wait sync")
+    steps = [c for c in calls if " up " in f" {c} " or " run " in f" {c} "]
+    assert len(steps) == 2 and " up " in f" {steps[0]} " and steps[1].endswith("run --rm --no-deps sync")
+    # `up --wait` gets every service but the one-shot job (it would count its exit as a failure).
+    assert steps[0].endswith("--wait-timeout 300 app inngest prometheus"), steps[0]
     assert all("-f docker-compose.yml -f deploy/compose/ha.yml" in c for c in steps)
     assert all("--env-file" in c for c in steps)
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from inngest._internal import net, server_lib
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _UNAUTHORIZED = b'{"message": "Unauthorized"}'
+# The SDK's own identification headers, so the answer looks like the SDK's 401 to any caller.
+_SDK_HEADERS = [
+    (k.lower().encode(), v.encode())
+    for k, v in net.create_headers(env=None, framework=server_lib.Framework.FAST_API, server_kind=None).items()
+    if k.lower() != "content-type"
+]
 
 
 class SignatureGuard:
@@ -25,6 +32,7 @@ class SignatureGuard:
             readable = all(x.isascii() for xs in params.values() for x in xs)
             if (value is None and self.required) or not readable:
                 headers = [
+                    *_SDK_HEADERS,
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(_UNAUTHORIZED)).encode()),
                 ]
