@@ -24,9 +24,9 @@ def _extra(client: inngest.Inngest, services: product.Services) -> inngest.Funct
     return redeployed
 
 
-product._builders = lambda: [*_product_builders(), _extra]  # type: ignore[attr-defined]
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # patched only in the app process, never in the test process importing EXTRA_ID
     from app.cli import main
+
+    product._builders = lambda: [*_product_builders(), _extra]  # type: ignore[attr-defined]
 
     sys.exit(main())

@@ -44,7 +44,9 @@ def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory) -> None:
         state = standin.wait_synced()
         assert state["synced"] == {url: True}
         assert "sample-steps" in state["functions"]
-        puts = len(state["puts"])
+        # The register call lands before the PUT that caused it has answered: wait for that answer.
+        wait_until(lambda: any(p["status"] == 200 for p in standin.state()["puts"]), 10, what="PUT answered")
+        puts = len(standin.state()["puts"])
         # Never polled again once synced (inngest/inngest#3791).
         time.sleep(0.8)
         assert len(standin.state()["puts"]) == puts
