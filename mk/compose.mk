@@ -8,7 +8,10 @@ ifneq ($(filter-out dev ha cloud,$(MODE)),)
 $(error MODE=$(MODE) is not one of: dev ha cloud (or unset for the default self-hosted stack))
 endif
 COMPOSE_SH ?= scripts/compose.sh
-COMPOSE := $(COMPOSE_SH) --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml)
+# Further override files, applied last (e.g. a site-specific or test override).
+COMPOSE_EXTRA ?=
+COMPOSE := $(COMPOSE_SH) --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml) \
+	$(foreach f,$(COMPOSE_EXTRA),-f $(f))
 
 .PHONY: up down logs ps sync send doctor e2e
 

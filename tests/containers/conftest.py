@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -600,7 +601,6 @@ class Stack:
     event_key: str
     started_at: float = 0.0
     up: subprocess.CompletedProcess[str] | None = None
-    one_shots: list[str] = field(default_factory=list)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         cmd = [
@@ -667,23 +667,6 @@ def _prometheus_config(dest: Path, ports: dict[str, int]) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _unguarded_one_shots(model: dict[str, Any]) -> list[str]:
-    """Services that run once (restart "no", no health check) and that no service waits for with
-    `service_completed_successfully` (e.g. the sync job)."""
-    services: dict[str, dict[str, Any]] = model["services"]
-    guarded = {
-        dep
-        for svc in services.values()
-        for dep, cond in (svc.get("depends_on") or {}).items()
-        if cond.get("condition") == "service_completed_successfully"
-    }
-    return sorted(
-        name
-        for name, svc in services.items()
-        if svc.get("restart", "no") == "no" and not svc.get("healthcheck") and name not in guarded
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(engine: Engine, images: Images) -> Iterator[Stack]:
     """The real docker-compose.yml + compose.hostnet.yml, up and waited for (see the comment below)."""
@@ -722,23 +705,21 @@ def stack(engine: Engine, images: Images) -> Iterator[Stack]:
     )
     # `docker events --since` has one-second resolution: start from the previous second.
     st.started_at = time.time() - 1
-    model = json.loads(st.compose("config", "--format", "json").stdout)
-    st.one_shots = _unguarded_one_shots(model)
     started = time.monotonic()
-    wait = ["up", "-d", "--wait", "--wait-timeout", "180"]
-    if not st.one_shots:
-        st.up = st.compose(*wait, check=False, timeout=300)
-    else:
-        # Compose's --wait treats a one-shot service that nothing depends on with
-        # `service_completed_successfully` like a long-running one: it fails with "exited (0)" when the
-        # job has finished by the time it checks (pkg/compose/start.go getDependencyCondition, v2.40.3),
-        # a race. So: `up -d` of the whole project (compose still starts each service only once its
-        # depends_on conditions hold, sync included), then `up -d --wait` of the long-running services;
-        # the tests read the one-shots' exit codes with `compose wait`.
-        st.up = st.compose("up", "-d", check=False, timeout=300)
-        if st.up.returncode == 0:
-            long_running = sorted(name for name in model["services"] if name not in st.one_shots)
-            st.up = st.compose(*wait, *long_running, check=False, timeout=300)
+    # Exactly what users run: `make up` (up --wait of the long-running services, then the sync job in
+    # the foreground), with the test override applied last and this project's name.
+    st.up = _run(
+        [
+            "make", "--no-print-directory", "up",
+            f"ENV_FILE={env_file}",
+            f"COMPOSE_EXTRA={HERE / 'compose.hostnet.yml'}",
+            f"PYTHON={sys.executable}",
+        ],
+        env={**env, "COMPOSE_PROJECT_NAME": project},
+        check=False,
+        timeout=400,
+        cwd=ROOT,
+    )  # fmt: skip
     engine.timings["compose_up_wait"] = time.monotonic() - started
     log(f"compose up --wait ({project}) took {engine.timings['compose_up_wait']:.1f} s, exit {st.up.returncode}")
     try:

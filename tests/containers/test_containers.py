@@ -57,21 +57,18 @@ def test_base_image_runs_python_and_trusts_the_hosts_index(engine, base_image):
     )  # fmt: skip
 
 
-def test_up_wait_succeeds(stack):
+def test_make_up_returns_synced(stack):
+    """`make up` returns 0 only after the sync job (run in the foreground) saw the server answer ok: true."""
     assert stack.up is not None
-    assert stack.up.returncode == 0, f"up --wait failed:\n{stack.up.stderr[-3000:]}\n{stack.diagnostics()}"
-    # The sync job's own exit code. (Not `compose wait sync`: it lists running containers only and
-    # answers "no containers for project" once the job has exited - pkg/compose/wait.go, v2.40.3.)
-    waited = stack.engine.run("wait", stack.container("sync"), check=False, timeout=120)
-    assert waited.returncode == 0 and waited.stdout.strip() == "0", (
-        f"sync exit code {waited.stdout.strip()!r} {waited.stderr}\n{stack.diagnostics()}"
-    )
+    assert stack.up.returncode == 0, f"make up failed:\n{stack.up.stderr[-3000:]}\n{stack.diagnostics()}"
+    assert "sync ok" in stack.up.stdout and "stack up and synced" in stack.up.stdout, stack.up.stdout[-2000:]
     services = stack.services()
     for name in ("app", "inngest", "prometheus"):
         assert services[name]["State"] == "running", services[name]
         assert services[name]["Health"] == "healthy", services[name]
-    assert services["sync"]["State"] == "exited" and services["sync"]["ExitCode"] == 0, services["sync"]
     assert "grafana" not in services  # profile-gated
+    synced = http_json(f"http://127.0.0.1:{stack.ports['app']}/readyz")[1]["sync"]
+    assert synced["status"] == "ok", synced
 
 
 def _events(stack) -> list[dict[str, Any]]:
@@ -88,7 +85,6 @@ def _events(stack) -> list[dict[str, Any]]:
 
 
 def test_docker_events_prove_the_start_order(stack):
-    stack.engine.run("wait", stack.container("sync"), check=False, timeout=120)
     first: dict[tuple[str, str], int] = {}
     sync_exit = None
     for ev in _events(stack):
@@ -112,11 +108,18 @@ def test_docker_events_prove_the_start_order(stack):
 def test_app_runs_as_non_root_on_a_read_only_root_fs(stack, engine, images):
     image = engine.run("image", "inspect", images.app).stdout
     assert json.loads(image)[0]["Config"]["User"] == "10001:10001"
-    for service in ("app", "sync"):
-        info = engine.inspect(stack.container(service))
-        assert info["HostConfig"]["ReadonlyRootfs"] is True, service
-        assert info["Config"]["User"] not in ("", "0", "root", "0:0"), service
-        assert info["HostConfig"]["CapDrop"] == ["ALL"], service
+    # `make up` ran the sync job with --rm: start one more, detached, to inspect it like the app.
+    sync = stack.compose("run", "-d", "--no-deps", "sync", "python", "-c", "import time; time.sleep(30)").stdout
+    sync_id = sync.strip().splitlines()[-1]
+    try:
+        for service, cid in (("app", stack.container("app")), ("sync", sync_id)):
+            info = engine.inspect(cid)
+            assert info["HostConfig"]["ReadonlyRootfs"] is True, service
+            assert info["Config"]["User"] not in ("", "0", "root", "0:0"), service
+            assert info["HostConfig"]["CapDrop"] == ["ALL"], service
+            assert info["HostConfig"]["SecurityOpt"] == ["no-new-privileges:true"], service
+    finally:
+        engine.run("rm", "-f", sync_id, check=False)
     app = stack.container("app")
     assert engine.run("exec", app, "id", "-u").stdout.strip() == "10001"
     probe = (
