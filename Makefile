@@ -20,7 +20,8 @@ $(VENV)/.installed: requirements-dev.txt services/app/pyproject.toml
 
 venv: $(VENV)/.installed ## Create the virtualenv with the app and the test tools
 
-test: venv checkov-venv ## Run every test (unit, contract, end to end, containers)
+test: venv checkov-venv ## Run every test (lint, unit, contract, end to end, containers, manifests)
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff + mypy
