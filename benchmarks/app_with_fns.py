@@ -31,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from app import functions as app_functions
     from app import server
     from app.cli import settings_or_exit
-    from app.main import create_app
 
-    own = app_functions._builders()
+    own = app_functions.builders()
     extra = bench_functions.builders(max(args.functions - len(own), 0))
     builders: list[Any] = [*own, *extra]
 
@@ -44,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.web_concurrency != 1:
         print("app_with_fns: WEB_CONCURRENCY must be 1", file=sys.stderr)
         return 2
-    # serve() builds the single-worker app through this hook; hand it the app with the extra functions.
-    server._single_app = lambda s: create_app(s, builders=builders)  # type: ignore[attr-defined]
-    server.serve(settings)
+    server.serve(settings, builders=builders)
     return 0
 
 

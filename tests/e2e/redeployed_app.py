@@ -13,7 +13,7 @@ import inngest
 from app import functions as product
 
 EXTRA_ID = "e2e-redeployed"
-_product_builders = product._builders
+_product_builders = product.builders
 
 
 def _extra(client: inngest.Inngest, services: product.Services) -> inngest.Function[Any]:
@@ -27,6 +27,6 @@ def _extra(client: inngest.Inngest, services: product.Services) -> inngest.Funct
 if __name__ == "__main__":  # patched only in the app process, never in the test process importing EXTRA_ID
     from app.cli import main
 
-    product._builders = lambda: [*_product_builders(), _extra]  # type: ignore[attr-defined]
+    product.builders = lambda: [*_product_builders(), _extra]
 
     sys.exit(main())

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import typing
+from collections.abc import Sequence
 
 import uvicorn
 
 from app.logs import configure_logging, uvicorn_log_config
 from app.settings import Settings
+
+if typing.TYPE_CHECKING:
+    from app.functions import Builder
 
 
 def _prepare_metrics_dir(settings: Settings) -> None:
@@ -22,12 +27,17 @@ def _prepare_metrics_dir(settings: Settings) -> None:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, builders: Sequence[Builder] | None = None) -> None:
+    """Serve the app; `builders` replaces the function list (single worker only: workers re-import it)."""
+    if builders is not None and settings.web_concurrency > 1:
+        raise ValueError("a custom function list needs WEB_CONCURRENCY=1")
     configure_logging(settings.log_level)
     _prepare_metrics_dir(settings)
+    from app.main import create_app  # only now: prometheus-client must see the metrics dir decision
+
     config = uvicorn.Config(
         # One worker gets the validated settings object; several re-read the same environment each.
-        "app.main:app" if settings.web_concurrency > 1 else _single_app(settings),
+        "app.main:app" if settings.web_concurrency > 1 else create_app(settings, builders),
         host=settings.host,
         port=settings.port,
         workers=settings.web_concurrency,
@@ -46,9 +56,3 @@ def serve(settings: Settings) -> None:
         uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
     else:
         server.run()
-
-
-def _single_app(settings: Settings):  # type: ignore[no-untyped-def]
-    from app.main import create_app
-
-    return create_app(settings)

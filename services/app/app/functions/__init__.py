@@ -21,7 +21,7 @@ class Services:
 Builder = Callable[[inngest.Inngest, Services], inngest.Function[Any]]
 
 
-def _builders() -> list[Builder]:
+def builders() -> list[Builder]:
     from app.functions import cleanup, inventory, orders, test_integration
 
     return [
@@ -33,4 +33,4 @@ def _builders() -> list[Builder]:
 
 
 def build_functions(client: inngest.Inngest, services: Services) -> list[inngest.Function[Any]]:
-    return [build(client, services) for build in _builders()]
+    return [build(client, services) for build in builders()]
