@@ -6,7 +6,7 @@ Variants switch parts of the app off, so each part's cost is the difference to `
 
     python benchmarks/asgi_cost.py [--requests 400] [--batches 15] [--profile out.pstats] VARIANT
 
-VARIANT: baseline | app | app-no-instrumentator | app-no-sdk-middleware | app-no-log |
+VARIANT: baseline | app | app-no-http-metrics | app-no-sdk-middleware | app-no-log |
          app-no-own-middleware
 """
 
@@ -30,11 +30,10 @@ import run  # benchmarks/run.py: the same request body and signature
 VARIANTS = (
     "baseline",
     "app",
-    "app-no-instrumentator",
+    "app-no-http-metrics",
     "app-no-sdk-middleware",
     "app-no-log",
     "app-no-own-middleware",
-    "app-lean-http-metrics",
 )
 
 
@@ -72,19 +71,8 @@ def build(variant: str, key: str) -> Any:
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    if variant == "app-no-instrumentator":
-        import prometheus_fastapi_instrumentator as pfi
-
-        pfi.Instrumentator.instrument = lambda self, app, **kw: self  # type: ignore[method-assign]
-    if variant == "app-lean-http-metrics":  # a candidate replacement, importable as lean_http_metrics
-        import lean_http_metrics
-        import prometheus_fastapi_instrumentator as pfi
-
-        def lean(self: Any, app: Any, **kw: Any) -> Any:
-            app.add_middleware(lean_http_metrics.HttpMetrics)
-            return self
-
-        pfi.Instrumentator.instrument = lean  # type: ignore[method-assign]
+    if variant == "app-no-http-metrics":
+        metrics.HttpMetrics.__call__ = lambda self, scope, receive, send: self.app(scope, receive, send)  # type: ignore[method-assign]
     if variant == "app-no-sdk-middleware":
         import app.inngest_client as ic
 

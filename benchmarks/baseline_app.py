@@ -33,7 +33,7 @@ async def test_integration(ctx: inngest.Context) -> str:
     message = ctx.event.data.get("message")
     if not isinstance(message, str):
         raise inngest.NonRetriableError("event data needs a string `message`")
-    ctx.logger.info("test/integration received", extra={"message_length": len(message)})
+    ctx.logger.debug("test/integration received", extra={"message_length": len(message)})
     return message
 
 

@@ -60,7 +60,6 @@ PACKAGES = (
     "h11",
     "pydantic",
     "prometheus-client",
-    "prometheus-fastapi-instrumentator",
     "python-json-logger",
     "httpx",
     "jcs",

@@ -255,3 +255,28 @@ def test_logs_inside_a_step_carry_run_function_and_step(client_factory: Client) 
     assert shipping, [r.getMessage() for r in records]
     record = shipping[0]
     assert (record.run_id, record.function, record.step) == ("01TESTRUN", "process-order", "ship-order")  # type: ignore[attr-defined]
+
+
+def test_http_metrics_label_by_route_template_including_guarded_answers(client_factory: Client) -> None:
+    client = client_factory("self-hosted")
+
+    def count(handler: str, method: str, status: str) -> float:
+        return sample("http_requests_total", {"handler": handler, "method": method, "status": status})
+
+    before = {
+        "unsigned": count("/api/inngest", "POST", "401"),
+        "too-large": count("/api/events", "POST", "413"),
+        "unknown": count("none", "GET", "404"),
+        "ready": count("/readyz", "GET", "200"),
+    }
+    client.post("/api/inngest?fnId=x", content=b"{}")  # refused before routing (no signature)
+    client.post("/api/events", content=b"x" * (1024 * 1024 + 1), headers={"Content-Type": "application/json"})
+    client.get("/no/such/path/12345")
+    client.get("/readyz")
+    client.get("/metrics")
+    assert count("/api/inngest", "POST", "401") == before["unsigned"] + 1
+    assert count("/api/events", "POST", "413") == before["too-large"] + 1
+    assert count("none", "GET", "404") == before["unknown"] + 1  # raw unknown paths never become labels
+    assert count("/readyz", "GET", "200") == before["ready"] + 1
+    assert count("/metrics", "GET", "200") == 0
+    assert sample("http_request_duration_seconds_count", {"handler": "/readyz", "method": "GET", "status": "200"}) >= 1

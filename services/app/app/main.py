@@ -16,7 +16,7 @@ from app import __version__, errors, events, health
 from app.effects import Ledger
 from app.functions import Builder, Services, build_functions
 from app.inngest_client import build_client
-from app.metrics import setup_metrics
+from app.metrics import HttpMetrics, setup_metrics
 from app.serve_guard import SignatureGuard
 from app.settings import Settings, load_settings
 from app.sync import SyncObserver, sign, sync_until
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
 
     app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
+    app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too
     errors.install(app)
 
     return app

@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP RED via the instrumentator, Inngest work via the SDK's middleware hooks.
+"""Prometheus metrics: HTTP RED by route template, Inngest work via the SDK's middleware hooks.
 
 With WEB_CONCURRENCY > 1 the launcher points PROMETHEUS_MULTIPROC_DIR at a cleaned directory before any
 worker imports prometheus_client, so every value below is aggregated across workers on scrape.
@@ -22,8 +22,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if typing.TYPE_CHECKING:
     from inngest._internal.execution_lib import Context, ContextSync
@@ -67,12 +66,57 @@ REGISTERED_FUNCTIONS = Gauge(
 )
 BUILD_INFO = Gauge("app_build_info", "Build and mode of the app", ["version", "mode"], multiprocess_mode="max")
 
-# HTTP RED metrics: created once per process and shared by every app instance (the library registers
-# each metric in the global registry on creation and would silently skip a second copy).
-HTTP_INSTRUMENTATIONS = [
-    http_metrics.requests(),
-    http_metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
-]
+# HTTP RED metrics, by route template (never the raw path: unbounded label values), method and status.
+HTTP_REQUESTS = Counter(
+    "http_requests", "HTTP requests by route template, method and status", ["handler", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration by route template, method and status",
+    ["handler", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+_UNTEMPLATED = "none"  # requests that matched no route (404s) share one label value
+
+
+class HttpMetrics:
+    """Counts and times every request by the route the router matched (add it outermost).
+
+    The router leaves the matched route in the ASGI scope, so labelling costs a dict lookup. (The
+    instrumentator library re-matches every route per request: about 60 us of CPU per request here,
+    a tenth of a step invocation.)
+    """
+
+    def __init__(self, app: ASGIApp, excluded: frozenset[str] = frozenset({"/metrics"})) -> None:
+        self.app = app
+        self.excluded = excluded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            handler = getattr(scope.get("route"), "path", None)
+            if handler is None:
+                # Answered before routing: the guards in front of the router act on exact, known paths
+                # only (401 on the serve path, 413 on the event API); anything else is an unknown path.
+                handler = _UNTEMPLATED if status == 404 else scope["path"]
+            if handler not in self.excluded:
+                labels = (handler, scope["method"], str(status))
+                HTTP_REQUESTS.labels(*labels).inc()
+                HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
+
 
 # Step opcodes that mean "more work was scheduled", as opposed to a finished or failed invocation.
 _SCHEDULING_OPS = {"StepRun", "StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction", "AIGateway"}
@@ -131,10 +175,6 @@ def record_unreachable_send(count: int) -> None:
 def setup_metrics(app: FastAPI, settings: Settings, function_count: int) -> None:
     BUILD_INFO.labels(settings.app_version, settings.inngest_mode.value).set(1)
     REGISTERED_FUNCTIONS.set(function_count)
-    Instrumentator(
-        should_group_status_codes=False,
-        excluded_handlers=["/metrics"],
-    ).add(*HTTP_INSTRUMENTATIONS).instrument(app)
 
     # The launcher exported this directory to the workers (see app.server).
     multiprocess_dir = str(settings.prometheus_multiproc_dir) if settings.web_concurrency > 1 else None

@@ -15,7 +15,7 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
         message = ctx.event.data.get("message")
         if not isinstance(message, str):
             raise inngest.NonRetriableError("event data needs a string `message`")
-        ctx.logger.info("test/integration received", extra={"message_length": len(message)})
+        ctx.logger.debug("test/integration received", extra={"message_length": len(message)})
         return message
 
     return test_integration
