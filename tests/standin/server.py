@@ -1,6 +1,6 @@
 """A loopback stand-in for `inngest start` (tests only, never shipped).
 
-It behaves like the real server as described in docs/inngest-contract.md and the server's sources
+It behaves like the real server as described in the Inngest contract notes and the server's sources
 (inngest/inngest v1.43.0; the files followed are cited next to the code):
 sync polling of `--sdk-url`s, `/fn/register`, `/e/{key}`, and an executor that drives the app with
 signed POSTs. Everything is in memory. `/test/*` is an inspection/control API for the tests; it does
