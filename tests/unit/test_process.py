@@ -186,3 +186,21 @@ def test_doctor_names_each_failure_and_its_fix(tmp_path: Path, registry: FakeReg
     assert "ok   server reachable" in out
     assert "FAIL the server rejected INNGEST_EVENT_KEY -> fix:" in out
     assert "FAIL serve endpoint" in out and "unreachable" in out  # the app is not running
+
+
+def test_event_api_sends_and_reports_rejections_with_the_servers_message(
+    tmp_path: Path, registry: FakeRegistry
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running_app(app_env(port, tmp_path, INNGEST_BASE_URL=registry.url), tmp_path / "ok.log"):
+        sent = httpx.post(f"{base}/api/events", json=[{"name": "a/b", "data": {"n": 1}}, {"name": "a/c"}])
+        assert sent.status_code == 200 and sent.json() == {"ids": ["id0", "id1"]}
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_EVENT_KEY="not-the-servers-key")
+    with running_app(env, tmp_path / "rejected.log"):
+        base = f"http://127.0.0.1:{port}"
+        rejected = httpx.post(f"{base}/api/events", json={"name": "a/b"})
+        assert rejected.status_code == 502
+        assert "Event key not found" in rejected.json()["detail"]
+        assert 'app_inngest_events_sent_total{outcome="rejected"} 1.0' in httpx.get(f"{base}/metrics").text
