@@ -87,7 +87,7 @@ async def sync_until(
     def again(result: SyncResult) -> bool:
         if result.ok:
             return False
-        log.warning("sync attempt failed", extra={"outcome": result.outcome, "reason": result.message})
+        log.debug("sync attempt failed; retrying", extra={"outcome": result.outcome, "reason": result.message})
         return retry_rejected or result.outcome == "unreachable"
 
     stop: StopBaseT = stop_never if deadline is None else stop_after_delay(deadline)
