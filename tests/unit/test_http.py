@@ -93,12 +93,16 @@ def test_custom_serve_path(client_factory: Client) -> None:
     assert client.get("/api/inngest").status_code == 404
 
 
-def test_unknown_function_is_a_client_error(client_factory: Client) -> None:
+def test_unknown_function_is_a_retriable_not_found(client_factory: Client) -> None:
+    """The SDK's contract: 500 without x-inngest-no-retry, so a server with a stale function list retries
+    until the next sync instead of failing the run."""
     client = client_factory("self-hosted")
     body = run_body("x", {})
     resp = client.post(fn_url("does-not-exist"), content=body, headers=signed(body))
-    assert 400 <= resp.status_code < 600 and resp.status_code != 200
-    assert "not found" in resp.text.lower() or "function" in resp.text.lower()
+    assert resp.status_code == 500
+    assert resp.json()["code"] == "function_not_found"
+    assert "x-inngest-no-retry" not in resp.headers
+    assert resp.headers["x-inngest-sdk"].startswith("inngest-py:")
 
 
 EVENT_CASES: list[tuple[str, Any, int, str]] = [

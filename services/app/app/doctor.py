@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import httpx
+from inngest._internal.transforms import hash_signing_key
 
-from app.settings import Mode, Settings, _is_loopback
-from app.sync import sign, sync_once
+from app.inngest_client import build_client
+from app.settings import Mode, Settings
+from app.sync import signed_headers, sync_once
 
-Check = Callable[[httpx.AsyncClient, Settings], Awaitable[str]]
+
+@dataclass(frozen=True)
+class Target:
+    """Where the checks look: the same origins the app's own SDK client uses (dev, self-hosted or Cloud)."""
+
+    http: httpx.AsyncClient
+    settings: Settings
+    api: str
+    events: str
+
+
+Check = Callable[[Target], Awaitable[str]]
 
 
 class CheckFailed(Exception):
@@ -19,33 +31,28 @@ class CheckFailed(Exception):
         super().__init__(f"{problem} -> fix: {fix}")
 
 
-def _hashed(key: str) -> str:
-    return hashlib.sha256(bytes.fromhex(key)).hexdigest()
-
-
-def _api(settings: Settings) -> str:
-    return settings.api_base_url or "https://api.inngest.com"
-
-
-async def check_settings(http: httpx.AsyncClient, s: Settings) -> str:
+async def check_settings(t: Target) -> str:
+    s = t.settings
     return f"settings valid (mode {s.inngest_mode}, app id {s.inngest_app_id})"
 
 
-async def check_server(http: httpx.AsyncClient, s: Settings) -> str:
-    url = f"{_api(s)}/health"
+async def check_server(t: Target) -> str:
+    http, s = t.http, t.settings
+    url = f"{t.api}/health"
     try:
         resp = await http.get(url)
     except httpx.HTTPError as exc:
         raise CheckFailed(f"server unreachable at {url}: {exc!r}", "start the server or fix INNGEST_BASE_URL") from None
     if s.inngest_mode is not Mode.CLOUD and resp.status_code != 200:
         raise CheckFailed(f"{url} answered {resp.status_code}", "check INNGEST_BASE_URL points at the Inngest server")
-    return f"server reachable at {_api(s)}"
+    return f"server reachable at {t.api}"
 
 
-async def check_kind(http: httpx.AsyncClient, s: Settings) -> str:
+async def check_kind(t: Target) -> str:
+    http, s = t.http, t.settings
     if s.inngest_mode is Mode.CLOUD:
         return "server kind: Inngest Cloud (nothing to compare)"
-    resp = await http.get(f"{_api(s)}/dev")
+    resp = await http.get(f"{t.api}/dev")
     # The server stamps its kind on these responses; `inngest start` reports "cloud", `inngest dev` "dev".
     kind = resp.headers.get("x-inngest-server-kind") or ("dev" if resp.status_code == 200 else "cloud")
     expected = "dev" if s.is_dev else "cloud"
@@ -59,32 +66,30 @@ async def check_kind(http: httpx.AsyncClient, s: Settings) -> str:
     return f"server kind {kind!r} matches INNGEST_MODE={s.inngest_mode}"
 
 
-async def check_keys(http: httpx.AsyncClient, s: Settings) -> str:
+async def check_keys(t: Target) -> str:
+    http, s = t.http, t.settings
     if s.is_dev:
         return "keys: not used in dev mode"
     assert s.signing_key and s.inngest_event_key  # guaranteed by the settings model
     if s.inngest_mode is Mode.SELF_HOSTED:
-        resp = await http.get(f"{_api(s)}/dev", headers={"Authorization": f"Bearer {_hashed(s.signing_key)}"})
+        resp = await http.get(f"{t.api}/dev", headers={"Authorization": f"Bearer {hash_signing_key(s.signing_key)}"})
         if resp.status_code == 401:
             raise CheckFailed(
                 "the server rejected INNGEST_SIGNING_KEY",
                 "use the same signing key for the server and the app",
             )
-    events = f"{_api(s) if s.api_base_url else 'https://inn.gs'}/e/{s.inngest_event_key}"
-    resp = await http.post(events, json=[])
+    resp = await http.post(f"{t.events}/e/{s.inngest_event_key}", json=[])
     if resp.status_code == 401:
         raise CheckFailed("the server rejected INNGEST_EVENT_KEY", "use one of the server's event keys")
     return "keys accepted by the server (signed round trip)"
 
 
-async def check_origin(http: httpx.AsyncClient, s: Settings) -> str:
+async def check_origin(t: Target) -> str:
+    http, s = t.http, t.settings
+    # Not localhost outside dev: the settings model already refused that at load.
     url = s.serve_url or s.local_serve_url
-    host = urlsplit(url).hostname or ""
-    if not s.is_dev and _is_loopback(host) and not s.inngest_allow_loopback_origin:
-        raise CheckFailed(f"serve origin {url} is localhost", "set INNGEST_SERVE_ORIGIN to the app's service URL")
-    headers = {"X-Inngest-Signature": sign(b"", s.signing_key)} if s.signing_key else {}
     try:
-        resp = await http.get(url, headers=headers)
+        resp = await http.get(url, headers=signed_headers(s.signing_key))
     except httpx.HTTPError as exc:
         raise CheckFailed(
             f"serve endpoint {url} unreachable: {exc!r}", "start the app / fix INNGEST_SERVE_ORIGIN"
@@ -101,7 +106,8 @@ async def check_origin(http: httpx.AsyncClient, s: Settings) -> str:
     return f"serve endpoint {url} answers ({body['function_count']} functions)"
 
 
-async def check_registered(http: httpx.AsyncClient, s: Settings) -> str:
+async def check_registered(t: Target) -> str:
+    http, s = t.http, t.settings
     url = s.serve_url or s.local_serve_url
     result = await sync_once(http, url, s.signing_key)
     if not result.ok:
@@ -116,10 +122,12 @@ CHECKS: list[Check] = [check_settings, check_server, check_kind, check_keys, che
 
 async def run_doctor(settings: Settings) -> int:
     failed = 0
+    client = build_client(settings)
     async with httpx.AsyncClient(timeout=10) as http:
+        target = Target(http, settings, client.api_origin.rstrip("/"), client.event_api_origin.rstrip("/"))
         for check in CHECKS:
             try:
-                print(f"ok   {await check(http, settings)}")
+                print(f"ok   {await check(target)}")
             except CheckFailed as exc:
                 failed += 1
                 print(f"FAIL {exc}")

@@ -19,7 +19,7 @@ from app.inngest_client import build_client
 from app.metrics import HttpMetrics, setup_metrics
 from app.serve_guard import SignatureGuard
 from app.settings import Settings, load_settings
-from app.sync import SyncObserver, sign, sync_until
+from app.sync import SyncObserver, signed_headers, sync_until
 
 log = logging.getLogger("app")
 
@@ -49,10 +49,8 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
 
     # redirect_slashes=False: a redirect would turn the server's POST into a GET.
     app = FastAPI(title="app", version=__version__, lifespan=lifespan, redirect_slashes=False)
-    app.state.settings = settings
-    app.state.inngest = client
-    app.state.services = services
-    app.state.lifecycle = lifecycle
+    app.state.inngest = client  # the event API sends through it (one connection pool)
+    app.state.lifecycle = lifecycle  # readiness and drain
 
     inngest.fast_api.serve(
         app,
@@ -72,7 +70,6 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.add_middleware(SyncObserver, path=settings.inngest_serve_path, state=lifecycle.sync)
     app.add_middleware(events.BodyLimit)
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
-
     app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
     app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too
     errors.install(app)
@@ -86,7 +83,7 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app.internal", timeout=30) as http:
         # Production mode answers only signed requests, like the server's own.
-        headers = {"X-Inngest-Signature": sign(b"", settings.signing_key)} if settings.signing_key else {}
+        headers = signed_headers(settings.signing_key)
         while not lifecycle.ready:
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(settings.inngest_serve_path, headers=headers)).status_code == 200:

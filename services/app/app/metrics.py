@@ -131,6 +131,7 @@ class InngestMetrics(inngest.Middleware):
 
     _started = 0.0
     _function = ""
+    _send_started = 0.0
 
     async def transform_input(
         self,
@@ -163,7 +164,7 @@ class InngestMetrics(inngest.Middleware):
         self._send_started = time.perf_counter()
 
     async def after_send_events(self, result: inngest.SendEventsResult) -> None:
-        EVENT_SEND_DURATION.observe(time.perf_counter() - getattr(self, "_send_started", time.perf_counter()))
+        EVENT_SEND_DURATION.observe(time.perf_counter() - self._send_started)
         EVENTS_SENT.labels("rejected" if result.error else "ok").inc(max(len(result.ids), 1))
 
 

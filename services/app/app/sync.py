@@ -6,8 +6,6 @@ server's body), so success is `ok: true` in the body, never the status code alon
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import sys
@@ -15,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from inngest._internal import net
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
 from tenacity.stop import StopBaseT
@@ -38,11 +37,14 @@ class SyncResult:
         return self.outcome == "ok"
 
 
-def sign(body: bytes, signing_key: str, now: int | None = None) -> str:
-    """`X-Inngest-Signature` for a request body, as the server signs it (HMAC-SHA256 over body + t)."""
-    ts = str(now if now is not None else int(time.time()))
-    digest = hmac.new(signing_key.encode(), body + ts.encode(), hashlib.sha256).hexdigest()
-    return f"t={ts}&s={digest}"
+def signed_headers(signing_key: str | None) -> dict[str, str]:
+    """Headers for a bodiless GET/PUT to the serve endpoint, signed the way the server signs (none in dev)."""
+    if not signing_key:
+        return {}
+    signature = net.sign_request(b"", signing_key)
+    if isinstance(signature, Exception):  # only for a body that is not JSON; never for an empty one
+        raise signature
+    return {"X-Inngest-Signature": signature}
 
 
 def interpret(status: int, body: object) -> SyncResult:
@@ -62,9 +64,8 @@ def interpret(status: int, body: object) -> SyncResult:
 
 
 async def sync_once(http: httpx.AsyncClient, url: str, signing_key: str | None) -> SyncResult:
-    headers = {"X-Inngest-Signature": sign(b"", signing_key)} if signing_key else {}
     try:
-        resp = await http.put(url, headers=headers)
+        resp = await http.put(url, headers=signed_headers(signing_key))
     except httpx.TransportError as exc:
         return SyncResult("unreachable", f"app serve endpoint {url} unreachable: {exc!r}")
     try:
