@@ -200,7 +200,9 @@ def test_event_api_sends_and_reports_rejections_with_the_servers_message(
     env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_EVENT_KEY="not-the-servers-key")
     with running_app(env, tmp_path / "rejected.log"):
         base = f"http://127.0.0.1:{port}"
-        rejected = httpx.post(f"{base}/api/events", json={"name": "a/b"})
+        rejected = httpx.post(f"{base}/api/events", json=[{"name": "a/b"}, {"name": "a/c"}])
         assert rejected.status_code == 502
         assert "Event key not found" in rejected.json()["detail"]
-        assert 'app_inngest_events_sent_total{outcome="rejected"} 1.0' in httpx.get(f"{base}/metrics").text
+        text = httpx.get(f"{base}/metrics").text
+        assert 'app_inngest_events_sent_total{outcome="rejected"} 2.0' in text  # both events of the batch
+        assert 'app_inngest_events_sent_total{outcome="ok"}' not in text

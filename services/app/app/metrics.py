@@ -132,6 +132,7 @@ class InngestMetrics(inngest.Middleware):
     _started = 0.0
     _function = ""
     _send_started = 0.0
+    _send_count = 0
 
     async def transform_input(
         self,
@@ -162,10 +163,16 @@ class InngestMetrics(inngest.Middleware):
 
     async def before_send_events(self, events: list[inngest.Event]) -> None:
         self._send_started = time.perf_counter()
+        self._send_count = len(events)
 
     async def after_send_events(self, result: inngest.SendEventsResult) -> None:
         EVENT_SEND_DURATION.observe(time.perf_counter() - self._send_started)
-        EVENTS_SENT.labels("rejected" if result.error else "ok").inc(max(len(result.ids), 1))
+        # The server answers with the ids it accepted; the rest of the batch was rejected.
+        accepted = len(result.ids)
+        if accepted:
+            EVENTS_SENT.labels("ok").inc(accepted)
+        if self._send_count > accepted:
+            EVENTS_SENT.labels("rejected").inc(self._send_count - accepted)
 
 
 def record_unreachable_send(count: int) -> None:
