@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,15 +24,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import free_port
+
 pytest.importorskip("app.healthcheck", reason="the app package is not installed (make venv)")
 
 DRAIN = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_commands(rendered: dict[str, Any], dockerfile_healthcheck: list[str]) -> dict[str, list[str]]:
@@ -90,14 +85,14 @@ def test_checks_fail_on_a_not_ready_answer(rendered, dockerfile_healthcheck, sta
 
 @pytest.fixture
 def app_process(rendered, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = _free_port()
+    port = free_port()
     env = {k: str(v) for k, v in rendered["base"]["services"]["app"]["environment"].items()}
     env.update(
         PATH=os.environ["PATH"],
         HOST="127.0.0.1",
         PORT=str(port),
         # Nothing listens there: the app must become ready without the server (the server waits for it).
-        INNGEST_BASE_URL=f"http://127.0.0.1:{_free_port()}",
+        INNGEST_BASE_URL=f"http://127.0.0.1:{free_port()}",
         INNGEST_SYNC_ON_STARTUP="false",
         SHUTDOWN_DRAIN_SECONDS=str(DRAIN),
         GRACEFUL_SHUTDOWN_TIMEOUT="5",

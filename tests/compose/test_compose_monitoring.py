@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from compose_support import ROOT, require_tool
+
+from tests.support import free_port
 
 PROM_DIR = ROOT / "deploy" / "compose" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "compose" / "grafana"
@@ -129,19 +130,13 @@ def test_metric_names_exist_in_the_app() -> None:
     assert not missing, f"queried but not exported by the app: {sorted(missing)}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real, empty Prometheus on a loopback port: its query API is the PromQL parser."""
     binary = require_tool("prometheus", "apt-get install prometheus")
     work = tmp_path_factory.mktemp("prometheus")
     (work / "prometheus.yml").write_text("global: {}\n")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             binary,

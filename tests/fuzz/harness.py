@@ -7,12 +7,9 @@ must come back 200 quickly instead of after the SDK's retries against a closed p
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -24,29 +21,17 @@ from typing import Any
 
 import httpx
 
+from tests.standin.protocol import sign_body
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 APP_ID = "fastapi-app"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def canonical(body: bytes) -> bytes:
-    """JCS of a JSON body, as the server signs it (RFC 8785; enough for the ASCII/int bodies used here)."""
-    if not body:
-        return body
-    return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def sign(body: bytes, key: str, ts: int | None = None) -> str:
-    """`X-Inngest-Signature` the way the server computes it: HMAC-SHA256(key, canonical(body) + t)."""
-    t = str(int(time.time()) if ts is None else ts)
-    mac = hmac.new(key.encode(), canonical(body) + t.encode(), hashlib.sha256).hexdigest()
-    return f"t={t}&s={mac}"
+    """`X-Inngest-Signature` the way the server computes it (the stand-in's RFC 8785 signer)."""
+    return sign_body(body, key, ts)
 
 
 def invocation(fn: str, data: dict[str, Any], steps: dict[str, Any] | None = None, run_id: str = "") -> bytes:

@@ -64,7 +64,7 @@ def json_of(scalars: Any) -> Any:
     )
 
 
-# Signed documents carry no floats: `harness.canonical` is JCS only for ints, strings and literals.
+# Signed documents carry no floats (kept simple; the signer itself is full RFC 8785).
 exact_json = json_of(st.none() | st.booleans() | st.integers() | st.text(max_size=20))
 json_values = json_of(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20))
 # What a query string may carry: the known function ids, garbage, or nothing.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.k8s.conftest import Doc, app_config, one
+from tests.support import free_port
 
 # The interpreter running the tests has the app installed (`make venv`), like the image's venv.
 PYTHON = Path(sys.executable)
 TEST_SIGNING_KEY = "0123456789abcdef" * 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PROMETHEUS = ROOT / "deploy" / "compose" / "prometheus" / "prometheus.yml"
@@ -33,12 +34,6 @@ GRAFANA_VARIABLES = {
     "$__range": "5m",
     "${__range}": "5m",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def derive_config(source: Path, hosts: dict[str, str], interval: str = "1s") -> dict[str, Any]:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,13 +18,9 @@ from typing import Any
 
 import httpx
 
+from tests.support import free_port
+
 from .conftest import EVENT_KEY, SIGNING_KEY
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
