@@ -23,7 +23,6 @@ from __future__ import annotations
 import configparser
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -41,7 +40,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, require_tool, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -56,28 +55,6 @@ PIP_URL_KEYS = ("index-url", "extra-index-url", "find-links")
 PIP_FILE_KEYS = ("cert", "client-cert", "constraint", "requirement")
 
 BASE_TAG = "ct-base"
-
-
-def _load_require_tool() -> Any:
-    try:
-        from tests.conftest import require_tool  # type: ignore[import-not-found]
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("_tests_root_conftest", ROOT / "tests" / "conftest.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        require_tool = module.require_tool
-    return require_tool
-
-
-require_tool = _load_require_tool()
-
-
-def unavailable(message: str) -> None:
-    """Skip, or fail under REQUIRE_ALL=1 (same policy as require_tool)."""
-    if os.environ.get("REQUIRE_ALL") == "1":
-        pytest.fail(f"REQUIRE_ALL=1 and {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def log(message: str) -> None:

@@ -1,4 +1,4 @@
-"""Small helpers shared by every test suite."""
+"""Loopback ports for processes the tests start."""
 
 from __future__ import annotations
 

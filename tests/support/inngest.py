@@ -1,0 +1,224 @@
+"""The real Inngest server (`inngest start` / `inngest dev`) as a process the tests drive.
+
+The binary comes from `scripts/inngest_bin.py` (the version docker-compose.yml pins; built from its Go
+module when there is no cached build). Every port the server opens is chosen here, so several servers
+and several test sessions share one machine. Results are read from the server's own REST API (Bearer
+signing key), never from anything the app says about itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.polling import wait_until
+from tests.support.ports import free_port
+from tests.support.tools import ROOT, unavailable
+
+_BINARY: str | None = None
+TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+def inngest_binary() -> str:
+    """Path of the pinned `inngest` binary (built once per machine), or skip/fail saying what to install."""
+    global _BINARY
+    if _BINARY is None:
+        proc = subprocess.run(
+            [os.environ.get("PYTHON", "python3"), str(ROOT / "scripts" / "inngest_bin.py")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            unavailable(proc.stderr.strip() or "scripts/inngest_bin.py failed")
+        _BINARY = proc.stdout.strip()
+    return _BINARY
+
+
+def new_signing_key() -> str:
+    """`inngest start` requires even-length hex."""
+    return secrets.token_hex(32)
+
+
+@dataclass
+class InngestServer:
+    """One `inngest start` (or `dev`) process on loopback. `start()`/`stop()`/`kill()` may repeat: a restart
+    keeps the same ports and data directory, as a container restart keeps its volume."""
+
+    sdk_urls: Sequence[str] = ()
+    signing_key: str = field(default_factory=new_signing_key)
+    event_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    data_dir: Path | None = None
+    postgres_uri: str | None = None
+    redis_uri: str | None = None
+    poll_interval: int = 1
+    extra_args: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    dev: bool = False
+    port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    gateway_grpc_port: int = field(default_factory=free_port)
+    executor_grpc_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        binary = inngest_binary()
+        urls = [arg for url in self.sdk_urls for arg in ("--sdk-url", url)]
+        if self.dev:
+            return [binary, "dev", "--host", "127.0.0.1", "--port", str(self.port), "--no-discovery", *urls]
+        storage = []
+        if self.postgres_uri:
+            storage += ["--postgres-uri", self.postgres_uri]
+        else:
+            assert self.data_dir is not None
+            storage += ["--sqlite-dir", str(self.data_dir)]
+        if self.redis_uri:
+            storage += ["--redis-uri", self.redis_uri]
+        return [
+            binary,
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--connect-gateway-port",
+            str(self.gateway_port),
+            "--connect-gateway-grpc-port",
+            str(self.gateway_grpc_port),
+            "--connect-executor-grpc-port",
+            str(self.executor_grpc_port),
+            "--signing-key",
+            self.signing_key,
+            "--event-key",
+            self.event_key,
+            "--poll-interval",
+            str(self.poll_interval),
+            *storage,
+            *urls,
+            *self.extra_args,
+        ]
+
+    def start(self, wait: bool = True, timeout: float = 60) -> InngestServer:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="inngest-server-")
+        if self.data_dir is None and not self.postgres_uri:
+            self.data_dir = Path(self._tmp.name) / "data"
+            self.data_dir.mkdir()
+        self.log_path = Path(self._tmp.name) / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env={**env, **self.env}, cwd=self._tmp.name
+            )
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"inngest exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+
+        wait_until(healthy, timeout, interval=0.1, what=f"inngest /health on {self.url}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # --- the server's own API -------------------------------------------------------------------
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.signing_key}"}, timeout=10
+        )
+
+    def send(self, name: str, data: dict[str, Any] | None = None, **extra: Any) -> str:
+        """Send one event straight to the server (`POST /e/{key}`); returns its id."""
+        answer = httpx.post(f"{self.url}/e/{self.event_key}", json={"name": name, "data": data or {}, **extra})
+        answer.raise_for_status()
+        (event_id,) = answer.json()["ids"]
+        return str(event_id)
+
+    def runs_for_event(self, event_id: str) -> list[dict[str, Any]]:
+        with self.api() as api:
+            answer = api.get(f"/v1/events/{event_id}/runs")
+            answer.raise_for_status()
+            return list(answer.json().get("data") or [])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self.api() as api:
+            answer = api.get(f"/v1/runs/{run_id}")
+            answer.raise_for_status()
+            return dict(answer.json()["data"])
+
+    def wait_run_finished(self, event_id: str, timeout: float = 60, runs: int = 1) -> list[dict[str, Any]]:
+        """The runs `event_id` started, once `runs` of them exist and all are in a terminal state."""
+
+        def finished() -> list[dict[str, Any]] | None:
+            found = self.runs_for_event(event_id)
+            if len(found) >= runs and all(r.get("status") in TERMINAL for r in found):
+                return found
+            return None
+
+        return wait_until(finished, timeout, interval=0.25, what=f"runs of event {event_id} to finish")
+
+
+@contextlib.contextmanager
+def inngest_server(**options: Any) -> Iterator[InngestServer]:
+    """A started server, stopped and its data removed afterwards."""
+    server = InngestServer(**options)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+def wait_port_free(port: int, timeout: float = 10) -> None:
+    """After a SIGKILL the port may linger briefly; wait before restarting on it."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port))
+            return
+        time.sleep(0.1)

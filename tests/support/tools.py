@@ -1,0 +1,28 @@
+"""External tools: required in CI (REQUIRE_ALL=1), optional elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test saying what is missing; under REQUIRE_ALL=1 that is a failure instead."""
+    if os.environ.get("REQUIRE_ALL") == "1":
+        pytest.fail(f"REQUIRE_ALL=1 and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_tool(name: str, hint: str) -> str:
+    """Return the path of `name` (PATH, then the venv), or call `unavailable` saying how to install it."""
+    path = shutil.which(name) or shutil.which(name, path=str(VENV_BIN))
+    if path:
+        return path
+    unavailable(f"{name} not found: {hint}")
