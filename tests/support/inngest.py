@@ -167,9 +167,7 @@ class InngestServer:
     # --- the server's own API -------------------------------------------------------------------
 
     def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.signing_key}"}, timeout=10
-        )
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.signing_key}"}, timeout=10)
 
     def send(self, name: str, data: dict[str, Any] | None = None, **extra: Any) -> str:
         """Send one event straight to the server (`POST /e/{key}`); returns its id."""
