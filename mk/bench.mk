@@ -1,4 +1,4 @@
-# Benchmarks: the app against the bare inngest-py FastAPI example (see the README, "Benchmarks").
+# Benchmarks: the app against the bare inngest-py FastAPI example (see benchmarks/README.md).
 # `make bench` writes benchmarks/results/latest.json; `make bench QUICK=1` is the under-a-minute version
 # (writes latest-quick.json). BENCH_OUT=path overrides the output file, BENCH_ARGS passes runner flags.
 BENCH_OUT ?=

@@ -96,7 +96,7 @@ def test_images_are_pinned(overlay: tuple[str, list[Doc]]) -> None:
 
 def test_no_secret_values_in_configmaps_or_env_literals(overlay: tuple[str, list[Doc]]) -> None:
     _, docs = overlay
-    assert not find(docs, "Secret"), "Secrets are created out of band (see the README), never rendered"
+    assert not find(docs, "Secret"), "Secrets are created out of band (see deploy/k8s/README.md), never rendered"
     for cm in find(docs, "ConfigMap"):
         if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
             continue
