@@ -188,6 +188,51 @@ class InngestServer:
             answer.raise_for_status()
             return dict(answer.json()["data"])
 
+    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The server's GraphQL API (`/v0/gql`, what its UI reads): registered apps, functions, runs."""
+        answer = httpx.post(f"{self.url}/v0/gql", json={"query": query, "variables": variables or {}}, timeout=10)
+        answer.raise_for_status()
+        body = answer.json()
+        assert not body.get("errors"), body["errors"]
+        return dict(body["data"])
+
+    def functions(self) -> dict[str, dict[str, Any]]:
+        """The registered functions by slug (`<app id>-<fn id>`), with triggers, configuration and app URL."""
+        query = (
+            "{ functions { id slug triggers { type value } app { name url }"
+            " configuration { retries { value } concurrency { limit { value } key scope } } } }"
+        )
+        return {f["slug"]: f for f in self.gql(query)["functions"] or []}
+
+    def function_runs(self, slug: str) -> list[dict[str, Any]]:
+        """Every run of one function, oldest first: id, status (COMPLETED...), queued/started/ended times."""
+        fn_id = self.functions()[slug]["id"]
+        query = (
+            "query($f: [UUID!]) { runs(first: 1000, orderBy: [{field: QUEUED_AT, direction: ASC}],"
+            ' filter: {from: "2000-01-01T00:00:00Z", functionIDs: $f})'
+            " { edges { node { id status queuedAt startedAt endedAt eventName } } } }"
+        )
+        return [edge["node"] for edge in self.gql(query, {"f": [fn_id]})["runs"]["edges"]]
+
+    def invoke(self, slug: str, data: dict[str, Any] | None = None) -> None:
+        """Run a function now, as the UI's "Invoke" button does (the way to run a cron function on demand)."""
+        mutation = "mutation($slug: String!, $data: Map) { invokeFunction(functionSlug: $slug, data: $data) }"
+        assert self.gql(mutation, {"slug": slug, "data": data or {}})["invokeFunction"] is True
+
+    def wait_functions(self, slugs: set[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
+        """Wait until exactly `slugs` are registered (a sync happened); returns them."""
+
+        def registered() -> dict[str, dict[str, Any]] | None:
+            fns = self.functions()
+            return fns if set(fns) == slugs else None
+
+        return wait_until(
+            registered,
+            timeout,
+            interval=0.1,
+            what=f"functions {sorted(slugs)} on the server",
+        )
+
     def wait_run_finished(self, event_id: str, timeout: float = 60, runs: int = 1) -> list[dict[str, Any]]:
         """The runs `event_id` started, once `runs` of them exist and all are in a terminal state."""
 

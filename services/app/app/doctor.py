@@ -6,11 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
-from inngest._internal.transforms import hash_signing_key
 
 from app.inngest_client import build_client
 from app.settings import Mode, Settings
-from app.sync import signed_headers, sync_once
+from app.sync import key_mismatch, signed_headers, signing_key_refused, sync_once
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,9 @@ async def check_keys(t: Target) -> str:
     if s.is_dev:
         return "keys: not used in dev mode"
     assert s.signing_key and s.inngest_event_key  # guaranteed by the settings model
-    if s.inngest_mode is Mode.SELF_HOSTED:
-        resp = await http.get(f"{t.api}/dev", headers={"Authorization": f"Bearer {hash_signing_key(s.signing_key)}"})
-        if resp.status_code == 401:
-            raise CheckFailed(
-                "the server rejected INNGEST_SIGNING_KEY",
-                "use the same signing key for the server and the app",
-            )
+    if s.inngest_mode is Mode.SELF_HOSTED and await signing_key_refused(t.api, s.signing_key):
+        problem, _, fix = key_mismatch(t.api).partition(" -> fix: ")
+        raise CheckFailed(problem, fix)
     resp = await http.post(f"{t.events}/e/{s.inngest_event_key}", json=[])
     if resp.status_code == 401:
         raise CheckFailed("the server rejected INNGEST_EVENT_KEY", "use one of the server's event keys")
@@ -109,9 +104,10 @@ async def check_origin(t: Target) -> str:
 async def check_registered(t: Target) -> str:
     http, s = t.http, t.settings
     url = s.serve_url or s.local_serve_url
-    result = await sync_once(http, url, s.signing_key)
+    result = await sync_once(http, url, s.signing_key, s.api_base_url)
     if not result.ok:
-        raise CheckFailed(f"registration failed: {result.message}", "see the reason; then `python -m app sync`")
+        problem, _, fix = result.message.partition(" -> fix: ")
+        raise CheckFailed(f"registration failed: {problem}", fix or "see the reason; then `python -m app sync`")
     if result.modified:
         return "app registered, but the server had a stale definition: re-synced now"
     return "app registered and up to date"

@@ -85,7 +85,10 @@ async def send_events(
                 f"Inngest event API unreachable at {client.event_api_origin}; nothing was sent, retry later",
                 headers={"Retry-After": "5"},
             ) from None
-        raise HTTPException(502, f"Inngest rejected the events: {exc}") from None
+        hint = ""
+        if "event key" in str(exc).lower():  # the server's 401 for a key it does not hold
+            hint = "; INNGEST_EVENT_KEY is not one of the server's event keys -> fix: use the server's event key"
+        raise HTTPException(502, f"Inngest rejected the events: {exc}{hint}") from None
     except (ValueError, json.JSONDecodeError) as exc:
         raise HTTPException(502, f"Inngest answered with an invalid response: {exc}") from None
     return EventsAccepted(ids=ids)

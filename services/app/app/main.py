@@ -67,7 +67,13 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.include_router(health.router)
     app.include_router(events.router)
     setup_metrics(app, settings, len(functions))
-    app.add_middleware(SyncObserver, path=settings.inngest_serve_path, state=lifecycle.sync)
+    app.add_middleware(
+        SyncObserver,
+        path=settings.inngest_serve_path,
+        state=lifecycle.sync,
+        api_base=settings.api_base_url,
+        signing_key=settings.signing_key,
+    )
     app.add_middleware(events.BodyLimit)
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
     app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
@@ -93,7 +99,12 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
         log.info("ready", extra={"mode": settings.inngest_mode.value, "functions": lifecycle.functions})
         if settings.sync_on_startup:
             await sync_until(
-                http, settings.inngest_serve_path, settings.signing_key, deadline=None, retry_rejected=True
+                http,
+                settings.inngest_serve_path,
+                settings.signing_key,
+                deadline=None,
+                retry_rejected=True,
+                api_base=settings.api_base_url,
             )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 from inngest._internal import net
+from inngest._internal.transforms import hash_signing_key
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
 from tenacity.stop import StopBaseT
@@ -63,7 +64,32 @@ def interpret(status: int, body: object) -> SyncResult:
     return SyncResult("rejected", f"sync answered HTTP {status}: {reason or 'no reason given'}")
 
 
-async def sync_once(http: httpx.AsyncClient, url: str, signing_key: str | None) -> SyncResult:
+def key_mismatch(api_base: str) -> str:
+    return (
+        f"signing key mismatch: the Inngest server at {api_base} refused INNGEST_SIGNING_KEY (401)"
+        " -> fix: give the app and the server the same signing key"
+    )
+
+
+async def signing_key_refused(api_base: str, signing_key: str) -> bool:
+    """Whether the server's API refuses the key (401). `GET /dev` sits behind the same key check as
+    `/fn/register`; `inngest start` answers 404 past it, `inngest dev` 200."""
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            resp = await http.get(
+                f"{api_base}/dev", headers={"Authorization": f"Bearer {hash_signing_key(signing_key)}"}
+            )
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 401
+
+
+async def sync_once(
+    http: httpx.AsyncClient, url: str, signing_key: str | None, api_base: str | None = None
+) -> SyncResult:
+    """One sync PUT. `api_base` (the server's URL, None for Cloud) lets a failed registration be told apart
+    from a key mismatch: the server refuses a wrong key with a plain-text 401, which the SDK can only
+    report as "response is not valid JSON" (HTTP 500), indistinguishable from an outage."""
     try:
         resp = await http.put(url, headers=signed_headers(signing_key))
     except httpx.TransportError as exc:
@@ -72,7 +98,14 @@ async def sync_once(http: httpx.AsyncClient, url: str, signing_key: str | None) 
         body = resp.json()
     except ValueError:
         body = {"error": resp.text[:200]}
-    return interpret(resp.status_code, body)
+    return await diagnose(resp.status_code, body, api_base, signing_key)
+
+
+async def diagnose(status: int, body: object, api_base: str | None, signing_key: str | None) -> SyncResult:
+    """`interpret`, and for a failed registration (5xx) whether the server refuses the signing key."""
+    if status >= 500 and api_base and signing_key and await signing_key_refused(api_base, signing_key):
+        return SyncResult("rejected", key_mismatch(api_base))
+    return interpret(status, body)
 
 
 async def sync_until(
@@ -82,6 +115,7 @@ async def sync_until(
     *,
     deadline: float | None,
     retry_rejected: bool,
+    api_base: str | None = None,
 ) -> SyncResult:
     """Retry with exponential backoff until ok, or the deadline; rejections end it unless retry_rejected."""
 
@@ -99,17 +133,21 @@ async def sync_until(
         # At the deadline, hand back the last answer (with the server's reason) instead of raising.
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
-    result: SyncResult = await retrying(sync_once, http, url, signing_key)
+    result: SyncResult = await retrying(sync_once, http, url, signing_key, api_base)
     return result
 
 
 class SyncObserver:
     """Counts every sync PUT the serve endpoint answers (server, job or self) and tracks the last state."""
 
-    def __init__(self, app: ASGIApp, path: str, state: SyncState) -> None:
+    def __init__(
+        self, app: ASGIApp, path: str, state: SyncState, api_base: str | None = None, signing_key: str | None = None
+    ) -> None:
         self.app = app
         self.path = path
         self.state = state
+        self.api_base = api_base
+        self.signing_key = signing_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "PUT" or scope["path"] != self.path:
@@ -131,7 +169,7 @@ class SyncObserver:
             body = json.loads(b"".join(chunks) or b"{}")
         except ValueError:
             body = {}
-        self.record(interpret(status, body))
+        self.record(await diagnose(status, body, self.api_base, self.signing_key))
 
     def record(self, result: SyncResult) -> None:
         metrics.SYNC_ATTEMPTS.labels(result.outcome).inc()
@@ -152,7 +190,12 @@ async def run_sync(settings: Settings) -> int:
     url = settings.serve_url or settings.local_serve_url
     async with httpx.AsyncClient(timeout=30) as http:
         result = await sync_until(
-            http, url, settings.signing_key, deadline=settings.inngest_sync_timeout, retry_rejected=False
+            http,
+            url,
+            settings.signing_key,
+            deadline=settings.inngest_sync_timeout,
+            retry_rejected=False,
+            api_base=settings.api_base_url,
         )
     if result.ok:
         print(f"sync ok: {url} {result.message}")
