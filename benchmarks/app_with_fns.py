@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app import functions as app_functions
     from app import server
-    from app.cli import settings_or_exit
+    from app.settings import settings_or_exit
 
     own = app_functions.builders()
     extra = bench_functions.builders(max(args.functions - len(own), 0))
@@ -53,7 +53,7 @@ def measure_sync_build(settings: Any, builders: list[Any], repeats: int) -> dict
     from inngest._internal.comm_lib.handler import get_function_configs
 
     from app.effects import Ledger
-    from app.functions import Services
+    from app.functions.deps import Services
     from app.inngest_client import build_client
 
     client = build_client(settings)

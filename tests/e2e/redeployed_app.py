@@ -11,12 +11,13 @@ from typing import Any
 import inngest
 
 from app import functions as product
+from app.functions.deps import Services
 
 EXTRA_ID = "e2e-redeployed"
 _product_builders = product.builders
 
 
-def _extra(client: inngest.Inngest, services: product.Services) -> inngest.Function[Any]:
+def _extra(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
     @client.create_function(fn_id=EXTRA_ID, trigger=inngest.TriggerEvent(event="e2e/redeployed"))
     async def redeployed(ctx: inngest.Context) -> str:
         return "new build"

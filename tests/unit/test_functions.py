@@ -10,7 +10,8 @@ import pytest
 from inngest.experimental import mocked
 
 from app.effects import Ledger
-from app.functions import Services, build_functions, cleanup, inventory, orders, test_integration
+from app.functions import build_functions, cleanup, inventory, orders, smoke
+from app.functions.deps import Services
 
 
 @pytest.fixture
@@ -37,14 +38,14 @@ def test_registered_list_has_every_workflow(client: mocked.Inngest, ledger: Ledg
 
 
 def test_integration_returns_the_message(client: mocked.Inngest, ledger: Ledger) -> None:
-    fn = test_integration.build(client, Services(ledger))
+    fn = smoke.build(client, Services(ledger))
     res = mocked.trigger(fn, inngest.Event(name="test/integration", data={"message": "Hello"}), client)
     assert res.status is mocked.Status.COMPLETED
     assert res.output == "Hello"
 
 
 def test_integration_without_message_fails_permanently(client: mocked.Inngest, ledger: Ledger) -> None:
-    fn = test_integration.build(client, Services(ledger))
+    fn = smoke.build(client, Services(ledger))
     res = mocked.trigger(fn, inngest.Event(name="test/integration", data={}), client)
     assert res.status is mocked.Status.FAILED
     assert isinstance(res.error, inngest.NonRetriableError)

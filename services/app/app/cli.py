@@ -5,25 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
-from typing import NoReturn
 
-from app.settings import ConfigError, Settings, load_settings
-
-EXIT_CONFIG = 2
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        _fail_config(exc)
-
-
-def _fail_config(exc: ConfigError) -> NoReturn:
-    for problem in exc.problems:
-        print(f"config error: {problem}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
+from app.settings import settings_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:

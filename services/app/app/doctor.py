@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import httpx
 
 from app.inngest_client import build_client
+from app.sdk import signed_headers
 from app.settings import Mode, Settings
-from app.sync import key_mismatch, signed_headers, signing_key_refused, sync_once
+from app.sync import key_mismatch, signing_key_refused, sync_once
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,15 @@ from typing import Annotated, Any
 
 import inngest
 from fastapi import APIRouter, HTTPException, Request
-from inngest._internal.errors import SendEventsError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import record_unreachable_send
+from app.sdk import EventApiUnreachable, EventsRejected
+from app.sdk import send_events as sdk_send
 
 MAX_BODY_BYTES = 1024 * 1024
 EVENTS_PATH = "/api/events"
-# The SDK's marker for "no response from the event API after its own retries".
-_UNREACHABLE_MESSAGE = "never received response"
 
 
 def _json_number(value: Any) -> Any:
@@ -76,15 +75,15 @@ async def send_events(
     events = [body] if isinstance(body, EventIn) else body
     payload = [inngest.Event(name=e.name, data=e.data, id=e.id or "", ts=e.ts or 0) for e in events]
     try:
-        ids = await client.send(payload)
-    except SendEventsError as exc:
-        if _UNREACHABLE_MESSAGE in str(exc):
-            record_unreachable_send(len(payload))
-            raise HTTPException(
-                503,
-                f"Inngest event API unreachable at {client.event_api_origin}; nothing was sent, retry later",
-                headers={"Retry-After": "5"},
-            ) from None
+        ids = await sdk_send(client, payload)
+    except EventApiUnreachable:
+        record_unreachable_send(len(payload))
+        raise HTTPException(
+            503,
+            f"Inngest event API unreachable at {client.event_api_origin}; nothing was sent, retry later",
+            headers={"Retry-After": "5"},
+        ) from None
+    except EventsRejected as exc:
         hint = ""
         if "event key" in str(exc).lower():  # the server's 401 for a key it does not hold
             hint = "; INNGEST_EVENT_KEY is not one of the server's event keys -> fix: use the server's event key"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import inngest
-from inngest._internal import net
 
 from app.logs import RunLogContext
 from app.metrics import InngestMetrics
+from app.sdk import configure_client
 from app.settings import Settings
 
 
@@ -26,12 +26,6 @@ def build_client(settings: Settings) -> inngest.Inngest:
         middleware=[RunLogContext, InngestMetrics],
         request_timeout=10_000,
     )
-    # The SDK reads the fallback key only from os.environ; hand it the validated value instead so that
-    # key rotation follows the settings model.
-    fallback = settings.inngest_signing_key_fallback
-    if fallback != client.signing_key_fallback:
-        client._signing_key_fallback = fallback
-        client._http_client = net.AuthenticatedHTTPClient(
-            env=client.env, signing_key=client.signing_key, signing_key_fallback=fallback
-        )
+    # Key rotation follows the settings model, not the SDK's own os.environ lookup.
+    configure_client(client, settings.inngest_signing_key_fallback)
     return client

@@ -12,11 +12,6 @@ from typing import Any
 import inngest
 from pythonjsonlogger.json import JsonFormatter
 
-if typing.TYPE_CHECKING:
-    from inngest._internal.execution_lib import Context, ContextSync
-    from inngest._internal.function import Function
-    from inngest._internal.step_lib import StepMemos
-
 # Set by the Inngest middleware for the duration of one invocation; read by the log filter.
 run_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("run_context", default=None)
 
@@ -36,9 +31,9 @@ class RunLogContext(inngest.Middleware):
 
     async def transform_input(
         self,
-        ctx: Context | ContextSync,
-        function: Function[typing.Any],
-        steps: StepMemos,
+        ctx: inngest.Context | inngest.ContextSync,
+        function: inngest.Function[typing.Any],
+        steps: inngest.StepMemos,
     ) -> None:
         run_context.set({"run_id": ctx.run_id, "function": function.local_id, "attempt": ctx.attempt})
         if isinstance(ctx.step, inngest.Step):

@@ -1,4 +1,4 @@
-"""The ASGI application: `app.main:app` (built from the environment) or `create_app(settings)`."""
+"""The ASGI application: `create_app(settings)`, or `create_app()` as a factory reading the environment."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import httpx
 import inngest.fast_api
@@ -14,18 +13,20 @@ from fastapi import FastAPI
 
 from app import __version__, errors, events, health
 from app.effects import Ledger
-from app.functions import Builder, Services, build_functions
+from app.functions import build_functions
+from app.functions.deps import Builder, Services
 from app.inngest_client import build_client
 from app.metrics import HttpMetrics, setup_metrics
+from app.sdk import signed_headers
 from app.serve_guard import SignatureGuard
-from app.settings import Settings, load_settings
-from app.sync import SyncObserver, signed_headers, sync_until
+from app.settings import Settings, settings_or_exit
+from app.sync import SyncObserver, sync_until
 
 log = logging.getLogger("app")
 
 
 def create_app(settings: Settings | None = None, builders: Sequence[Builder] | None = None) -> FastAPI:
-    settings = settings or load_settings()
+    settings = settings or settings_or_exit()
     client = build_client(settings)
     services = Services(ledger=Ledger(settings.side_effects_db))
     functions = (
@@ -106,13 +107,3 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
                 retry_rejected=True,
                 api_base=settings.api_base_url,
             )
-
-
-def __getattr__(name: str) -> Any:
-    # `app.main:app` for ASGI servers, built on first access so importing this module reads no environment.
-    if name == "app":
-        from app.cli import settings_or_exit
-
-        globals()["app"] = application = create_app(settings_or_exit())
-        return application
-    raise AttributeError(name)

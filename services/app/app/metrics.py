@@ -25,11 +25,6 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if typing.TYPE_CHECKING:
-    from inngest._internal.execution_lib import Context, ContextSync
-    from inngest._internal.function import Function
-    from inngest._internal.middleware_lib.middleware import TransformOutputResult
-    from inngest._internal.step_lib import StepMemos
-
     from app.settings import Settings
 
 
@@ -136,14 +131,14 @@ class InngestMetrics(inngest.Middleware):
 
     async def transform_input(
         self,
-        ctx: Context | ContextSync,
-        function: Function[typing.Any],
-        steps: StepMemos,
+        ctx: inngest.Context | inngest.ContextSync,
+        function: inngest.Function[typing.Any],
+        steps: inngest.StepMemos,
     ) -> None:
         self._started = time.perf_counter()
         self._function = function.local_id
 
-    async def transform_output(self, result: TransformOutputResult) -> None:
+    async def transform_output(self, result: inngest.TransformOutputResult) -> None:
         fn = self._function
         if result.step is not None:
             op = result.step.op.value

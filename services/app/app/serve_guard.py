@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from inngest._internal import net, server_lib
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.sdk import response_headers
 
 _UNAUTHORIZED = b'{"message": "Unauthorized"}'
 # The SDK's own identification headers, so the answer looks like the SDK's 401 to any caller.
-_SDK_HEADERS = [
-    (k.lower().encode(), v.encode())
-    for k, v in net.create_headers(env=None, framework=server_lib.Framework.FAST_API, server_kind=None).items()
-    if k.lower() != "content-type"
-]
+_SDK_HEADERS = response_headers()
 
 
 class SignatureGuard:

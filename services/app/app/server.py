@@ -13,7 +13,7 @@ from app.logs import configure_logging, uvicorn_log_config
 from app.settings import Settings
 
 if typing.TYPE_CHECKING:
-    from app.functions import Builder
+    from app.functions.deps import Builder
 
 
 def _prepare_metrics_dir(settings: Settings) -> None:
@@ -36,8 +36,9 @@ def serve(settings: Settings, builders: Sequence[Builder] | None = None) -> None
     from app.main import create_app  # only now: prometheus-client must see the metrics dir decision
 
     config = uvicorn.Config(
-        # One worker gets the validated settings object; several re-read the same environment each.
-        "app.main:app" if settings.web_concurrency > 1 else create_app(settings, builders),
+        # One worker gets the validated settings object; several each call the factory on the same environment.
+        "app.main:create_app" if settings.web_concurrency > 1 else create_app(settings, builders),
+        factory=settings.web_concurrency > 1,
         host=settings.host,
         port=settings.port,
         workers=settings.web_concurrency,

@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import re
 import string
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app import __version__
 
 # Inngest Cloud signing keys look like `signkey-prod-<hex>`; `inngest start` only takes the bare hex.
+EXIT_CONFIG = 2  # bad configuration, distinct from a failed check (1)
 _KEY_PREFIX = re.compile(r"^signkey-\w+-")
 _LOCAL_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
@@ -220,6 +222,16 @@ def load_settings(**overrides: Any) -> Settings:
         raise
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def settings_or_exit() -> Settings:
+    """load_settings for entry points: one `config error:` line per problem on stderr, then exit 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
 
 
 def _describe(err: Any) -> str:

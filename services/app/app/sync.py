@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from inngest._internal import net
-from inngest._internal.transforms import hash_signing_key
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
 from tenacity.stop import StopBaseT
@@ -22,6 +20,7 @@ from tenacity.stop import StopBaseT
 from app import metrics
 from app.health import SyncState
 from app.logs import configure_logging
+from app.sdk import hash_signing_key, signed_headers
 from app.settings import Settings
 
 log = logging.getLogger("app.sync")
@@ -36,16 +35,6 @@ class SyncResult:
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
-
-
-def signed_headers(signing_key: str | None) -> dict[str, str]:
-    """Headers for a bodiless GET/PUT to the serve endpoint, signed the way the server signs (none in dev)."""
-    if not signing_key:
-        return {}
-    signature = net.sign_request(b"", signing_key)
-    if isinstance(signature, Exception):  # only for a body that is not JSON; never for an empty one
-        raise signature
-    return {"X-Inngest-Signature": signature}
 
 
 def interpret(status: int, body: object) -> SyncResult:

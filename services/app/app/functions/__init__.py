@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import inngest
 
-from app.effects import Ledger
-
-
-@dataclass(frozen=True)
-class Services:
-    """What function bodies may use besides the SDK."""
-
-    ledger: Ledger
-
-
-Builder = Callable[[inngest.Inngest, Services], inngest.Function[Any]]
+from app.functions import cleanup, inventory, orders, smoke
+from app.functions.deps import Builder, Services
 
 
 def builders() -> list[Builder]:
-    from app.functions import cleanup, inventory, orders, test_integration
-
     return [
-        test_integration.build,
+        smoke.build,
         orders.build,
         inventory.build,
         cleanup.build,

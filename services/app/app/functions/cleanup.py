@@ -7,7 +7,7 @@ from typing import Any
 
 import inngest
 
-from app.functions import Services
+from app.functions.deps import Services
 
 # Runs are retried or replayed for at most days, never weeks: a week of records is plenty.
 RETENTION = datetime.timedelta(days=7)

@@ -7,7 +7,7 @@ from typing import Any
 
 import inngest
 
-from app.functions import Services
+from app.functions.deps import Services
 
 
 def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import inngest
 
-from app.functions import Services
+from app.functions.deps import Services
 
 PAYMENT_TIMEOUT = datetime.timedelta(hours=24)
 COOL_OFF = datetime.timedelta(minutes=10)  # window for the customer to cancel before shipping

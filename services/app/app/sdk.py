@@ -1,0 +1,90 @@
+"""The app's one boundary over inngest-py's private modules (`inngest._internal`).
+
+Everything the public `inngest` namespace does not offer lives here, behind typed functions, so an SDK
+upgrade touches this module and tests/unit/test_sdk.py, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+
+import inngest
+from inngest._internal import errors, net, server_lib, transforms
+
+SIGNATURE_HEADER = "X-Inngest-Signature"
+
+
+def sign(body: bytes, signing_key: str) -> str:
+    """`X-Inngest-Signature` for `body`, exactly as the server signs its requests (t=...&s=...)."""
+    signature = net.sign_request(body, signing_key)
+    if isinstance(signature, Exception):  # only for a body that is not JSON
+        raise signature
+    return signature
+
+
+def signed_headers(signing_key: str | None, body: bytes = b"") -> dict[str, str]:
+    """Headers for a request to the serve endpoint, signed the way the server signs (none in dev)."""
+    return {SIGNATURE_HEADER: sign(body, signing_key)} if signing_key else {}
+
+
+def hash_signing_key(signing_key: str) -> str:
+    """The bearer token the server expects from the SDK: hex sha256 of the key's bytes."""
+    return transforms.hash_signing_key(signing_key)
+
+
+def response_headers() -> list[tuple[bytes, bytes]]:
+    """The SDK's identification headers (lower-case ASGI pairs, no content type), as on its own answers."""
+    headers = net.create_headers(env=None, framework=server_lib.Framework.FAST_API, server_kind=None)
+    return [(k.lower().encode(), v.encode()) for k, v in headers.items() if k.lower() != "content-type"]
+
+
+# Set for the duration of one `send_events` call; flipped once the event API's answer arrives.
+_answered: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("event_api_answered", default=None)
+
+
+class _AnswerSeen(inngest.Middleware):
+    """The SDK calls `after_send_events` only with a parsed answer, in the sender's context."""
+
+    async def after_send_events(self, result: inngest.SendEventsResult) -> None:
+        answered = _answered.get()
+        if answered is not None:
+            answered.append(True)
+
+
+def configure_client(client: inngest.Inngest, signing_key_fallback: str | None) -> None:
+    """Wire what the client's constructor cannot take: the fallback key, and the answer marker.
+
+    The SDK reads the fallback key only from os.environ; the validated setting replaces it, with a new
+    HTTP client that verifies with it.
+    """
+    if signing_key_fallback != client.signing_key_fallback:
+        client._signing_key_fallback = signing_key_fallback
+        client._http_client = net.AuthenticatedHTTPClient(
+            env=client.env, signing_key=client.signing_key, signing_key_fallback=signing_key_fallback
+        )
+    client.middleware = [*client.middleware, _AnswerSeen]
+
+
+class EventsNotSent(Exception):
+    """Base of the two ways `send_events` fails; nothing was accepted."""
+
+
+class EventApiUnreachable(EventsNotSent):
+    """No answer from the event API after the SDK's own retries."""
+
+
+class EventsRejected(EventsNotSent):
+    """The event API answered, and refused the events."""
+
+
+async def send_events(client: inngest.Inngest, events: Sequence[inngest.Event]) -> list[str]:
+    """`client.send`, failing with EventApiUnreachable or EventsRejected: did any answer arrive?"""
+    answered: list[bool] = []
+    token = _answered.set(answered)
+    try:
+        return await client.send(list(events))
+    except errors.SendEventsError as exc:
+        raise (EventsRejected if answered else EventApiUnreachable)(str(exc)) from None
+    finally:
+        _answered.reset(token)
