@@ -209,6 +209,15 @@ def test_server_storage_per_overlay(rendered: dict[str, list[Doc]]) -> None:
     assert not find(rendered["cloud"], "StatefulSet")
 
 
+def test_ha_server_replica_leaves_the_service_before_sigterm(rendered: dict[str, list[Doc]]) -> None:
+    """A replica schedules the events it accepted in-process and drops the unscheduled ones when it stops
+    (docs/ha.md): it sleeps out of the Service's endpoints first, with time left to shut down after."""
+    spec = one(rendered["ha"], "Deployment", "inngest")["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    sleep = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 5 <= sleep <= spec["terminationGracePeriodSeconds"] - 15
+
+
 def test_server_waits_for_app_readiness(rendered: dict[str, list[Doc]]) -> None:
     for name in ("self-hosted", "ha"):
         spec = one(rendered[name], "Deployment", "inngest")["spec"]["template"]["spec"]

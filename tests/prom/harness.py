@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import yaml
@@ -92,6 +92,32 @@ def grafana_to_promql(expr: str) -> str:
     leftover = re.findall(r"\$\{?\w+", expr)
     assert not leftover, f"unknown Grafana variable(s) {leftover} in {expr!r}: add a value to GRAFANA_VARIABLES"
     return expr
+
+
+class Listening(Protocol):
+    """A process handle serving HTTP on 127.0.0.1:`port` (the app, the stand-in, the real server)."""
+
+    port: int
+
+
+def start_prometheus(make: Callable[[], Prometheus], app: Listening, server: Listening) -> Prometheus:
+    """A Prometheus with the repo's config: job `app` scrapes `app`, job `inngest` scrapes `server`."""
+    prom = make()
+    hosts = {
+        "app": f"127.0.0.1:{app.port}",
+        "inngest": f"127.0.0.1:{server.port}",
+        "localhost:9090": prom.address,
+        "prometheus": prom.address,
+    }
+    return prom.start(derive_config(COMPOSE_PROMETHEUS, hosts))
+
+
+def wait_all_up(prom: Prometheus, jobs: set[str]) -> None:
+    def up() -> bool:
+        health = {t["labels"]["job"]: t["health"] for t in prom.targets()}
+        return jobs <= set(health) and all(health[j] == "up" for j in jobs)
+
+    prom.wait(up, 20, f"targets {sorted(jobs)} up")
 
 
 class Prometheus:

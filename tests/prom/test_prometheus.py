@@ -25,30 +25,13 @@ from tests.prom.harness import (
     dashboard_queries,
     derive_config,
     grafana_to_promql,
+    start_prometheus,
+    wait_all_up,
 )
 from tests.standin.fixtures import AppProcess, StandInProcess
 
 APP_ID = "fastapi-app"
 FUNCTIONS = ["test-integration", "process-order", "reserve-item", "nightly-cleanup"]
-
-
-def start_prometheus(make: Callable[[], Prometheus], app: AppProcess, standin: StandInProcess) -> Prometheus:
-    prom = make()
-    hosts = {
-        "app": f"127.0.0.1:{app.port}",
-        "inngest": f"127.0.0.1:{standin.port}",
-        "localhost:9090": prom.address,
-        "prometheus": prom.address,
-    }
-    return prom.start(derive_config(COMPOSE_PROMETHEUS, hosts))
-
-
-def wait_all_up(prom: Prometheus, jobs: set[str]) -> None:
-    def up() -> bool:
-        health = {t["labels"]["job"]: t["health"] for t in prom.targets()}
-        return jobs <= set(health) and all(health[j] == "up" for j in jobs)
-
-    prom.wait(up, 20, f"targets {sorted(jobs)} up")
 
 
 def scraped(prom: Prometheus, jobs: tuple[str, ...] = ("app", "inngest")) -> None:
