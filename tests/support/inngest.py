@@ -220,6 +220,15 @@ class InngestServer:
         )
         return [edge["node"] for edge in self.gql(query, {"f": [fn_id]})["runs"]["edges"]]
 
+    def run_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The steps of one run so far, by name: `status` (WAITING, COMPLETED...) and `attempts` (retries)."""
+        query = "query($r: String!) { run(runID: $r) { trace { childrenSpans { name status attempts } } } }"
+        try:
+            trace = (self.gql(query, {"r": run_id})["run"] or {}).get("trace") or {}
+        except AssertionError:  # "no rows": the run's history is written a moment after the run starts
+            return {}
+        return {span["name"]: span for span in trace.get("childrenSpans") or []}
+
     def invoke(self, slug: str, data: dict[str, Any] | None = None) -> None:
         """Run a function now, as the UI's "Invoke" button does (the way to run a cron function on demand)."""
         mutation = "mutation($slug: String!, $data: Map) { invokeFunction(functionSlug: $slug, data: $data) }"
@@ -244,9 +253,11 @@ class InngestServer:
 
         def finished() -> list[dict[str, Any]] | None:
             found = self.runs_for_event(event_id)
-            if len(found) >= runs and all(r.get("status") in TERMINAL for r in found):
-                return found
-            return None
+            if len(found) < runs:
+                return None
+            # Per run: the event's run list can say "Completed" (with ended_at null) for a run in progress.
+            detailed = [self.run(r["run_id"]) for r in found]
+            return detailed if all(r.get("status") in TERMINAL for r in detailed) else None
 
         return wait_until(finished, timeout, interval=0.25, what=f"runs of event {event_id} to finish")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -28,7 +29,11 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None, builders: Sequence[Builder] | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
     client = build_client(settings)
-    services = Services(ledger=Ledger(settings.side_effects_db))
+    services = Services(
+        ledger=Ledger(settings.side_effects_db),
+        payment_timeout=datetime.timedelta(seconds=settings.order_payment_timeout),
+        cool_off=datetime.timedelta(seconds=settings.order_cool_off),
+    )
     functions = (
         [build(client, services) for build in builders] if builders is not None else build_functions(client, services)
     )

@@ -21,6 +21,10 @@ from app import __version__
 EXIT_CONFIG = 2  # bad configuration, distinct from a failed check (1)
 _KEY_PREFIX = re.compile(r"^signkey-\w+-")
 _LOCAL_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+# The order workflow's durations (seconds): how long an order waits for its payment, and the window
+# for the customer to cancel before it ships. Settings, so a test run or a staging stack can shorten them.
+DEFAULT_PAYMENT_TIMEOUT = 24 * 3600.0
+DEFAULT_COOL_OFF = 600.0
 
 
 class Mode(enum.StrEnum):
@@ -91,6 +95,8 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path = Path("/tmp/app-metrics")  # noqa: S108
     side_effects_db: Path = Path("/tmp/app-side-effects.sqlite3")  # noqa: S108
     app_version: str = __version__
+    order_payment_timeout: float = Field(default=DEFAULT_PAYMENT_TIMEOUT, gt=0)
+    order_cool_off: float = Field(default=DEFAULT_COOL_OFF, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

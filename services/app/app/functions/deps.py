@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import inngest
 
 from app.effects import Ledger
+from app.settings import DEFAULT_COOL_OFF, DEFAULT_PAYMENT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,8 @@ class Services:
     """What function bodies may use besides the SDK."""
 
     ledger: Ledger
+    payment_timeout: datetime.timedelta = datetime.timedelta(seconds=DEFAULT_PAYMENT_TIMEOUT)
+    cool_off: datetime.timedelta = datetime.timedelta(seconds=DEFAULT_COOL_OFF)
 
 
 Builder = Callable[[inngest.Inngest, Services], inngest.Function[Any]]

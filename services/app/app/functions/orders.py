@@ -6,7 +6,6 @@ Shows every step kind: step.run, step.send_event, step.wait_for_event (with time
 
 from __future__ import annotations
 
-import datetime
 import logging
 import sqlite3
 from typing import Any
@@ -15,8 +14,6 @@ import inngest
 
 from app.functions.deps import Services
 
-PAYMENT_TIMEOUT = datetime.timedelta(hours=24)
-COOL_OFF = datetime.timedelta(minutes=10)  # window for the customer to cancel before shipping
 RETRIES = 3
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,7 @@ def _validate(data: dict[str, Any]) -> dict[str, Any]:
 
 def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
     ledger = services.ledger
+    payment_timeout, cool_off = services.payment_timeout, services.cool_off
 
     @client.create_function(
         fn_id="process-order",
@@ -77,7 +75,7 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
             "wait-for-payment",
             event="shop/payment.confirmed",
             if_exp="async.data.order_id == event.data.order_id",
-            timeout=PAYMENT_TIMEOUT,
+            timeout=payment_timeout,
         )
         if payment is None:
 
@@ -95,7 +93,7 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
             return dict(await ledger.apply(ctx.run_id, "charge-payment", "payment.captured", effect))
 
         await ctx.step.run("charge-payment", charge)
-        await ctx.step.sleep("cool-off", COOL_OFF)
+        await ctx.step.sleep("cool-off", cool_off)  # time to cancel before shipping
 
         async def ship() -> dict[str, Any]:
             # Fails the first `carrier_failures` attempts: exercises the server's step retries.

@@ -1,0 +1,115 @@
+"""Every workflow to its real end state, with the real server doing the retries, sleeps, waits, fan-out
+and concurrency. Events go through the app's event API; outcomes are read from the server's REST API
+(`/v1/events/{id}/runs`, `/v1/runs/{id}`) and GraphQL API (functions, run timing); side effects from the
+app's idempotency ledger."""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.real.conftest import APP_FNS
+from tests.standin.fixtures import AppProcess, wait_until
+from tests.support.inngest import InngestServer
+
+PAYMENT_TIMEOUT = 20  # seconds (production: 24 h); room to pay o-1 on a busy machine
+COOL_OFF = 0.5  # seconds (production: 10 min)
+
+
+def send(app: AppProcess, name: str, data: dict[str, Any]) -> str:
+    res = app.http.post("/api/events", json={"name": name, "data": data})
+    assert res.status_code == 200, res.text
+    (event_id,) = res.json()["ids"]
+    return str(event_id)
+
+
+def ledger(app: AppProcess) -> dict[str, int]:
+    with sqlite3.connect(app.side_effects_db) as db:
+        return dict(db.execute("SELECT kind, count(*) FROM effects GROUP BY kind").fetchall())
+
+
+def when(stamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
+
+
+@pytest.fixture
+def workflow_stack(server: InngestServer, app_factory: Callable[..., AppProcess]) -> tuple[InngestServer, AppProcess]:
+    app = app_factory(server, ORDER_PAYMENT_TIMEOUT=str(PAYMENT_TIMEOUT), ORDER_COOL_OFF=str(COOL_OFF))
+    server.wait_functions(APP_FNS)
+    return server, app
+
+
+@pytest.mark.slow
+def test_every_workflow_on_the_real_server(workflow_stack: tuple[InngestServer, AppProcess]) -> None:
+    server, app = workflow_stack
+    order = {"order_id": "o-1", "customer_id": "c-1", "items": [{"sku": "A", "qty": 2}, {"sku": "B"}]}
+    paid = send(app, "shop/order.created", {**order, "carrier_failures": 1})
+    unpaid = send(app, "shop/order.created", {"order_id": "o-2", "customer_id": "c-2", "items": [{"sku": "C"}]})
+    invalid = send(app, "shop/order.created", {"order_id": "o-3", "customer_id": "c-3", "items": []})
+    hello = send(app, "test/integration", {"message": "Hello"})
+
+    # A payment only matches a run already waiting for it.
+    (o1,) = wait_until(lambda: server.runs_for_event(paid), 30, what="o-1's run")
+
+    def waiting() -> str | None:
+        return server.run_steps(o1["run_id"]).get("wait-for-payment", {}).get("status")
+
+    assert wait_until(waiting, 30, interval=0.2, what="o-1 waiting to be paid") == "WAITING"
+    stray = send(app, "shop/payment.confirmed", {"order_id": "o-404", "amount": 1})
+    send(app, "shop/payment.confirmed", {"order_id": "o-1", "amount": 42})
+
+    ((run,),) = [server.wait_run_finished(hello, 30)]
+    assert (run["status"], run["output"]) == ("Completed", "Hello")
+
+    (shipped,) = server.wait_run_finished(paid, 60)
+    assert shipped["status"] == "Completed", shipped
+    assert shipped["output"] == {"order_id": "o-1", "status": "shipped", "items": 2, "shipment_id": "shp-o-1"}
+
+    (cancelled,) = server.wait_run_finished(unpaid, 60)
+    assert cancelled["output"] == {"order_id": "o-2", "status": "cancelled", "reason": "payment timeout"}
+    took = (when(cancelled["ended_at"]) - when(cancelled["run_started_at"])).total_seconds()
+    assert took >= PAYMENT_TIMEOUT, took  # the shortened timeout, not 24 h and not immediately
+
+    (failed,) = server.wait_run_finished(invalid, 30)
+    assert failed["status"] == "Failed" and "has no items" in str(failed["output"]), failed
+
+    def reserved() -> list[dict[str, Any]] | None:
+        runs = server.function_runs("fastapi-app-reserve-item")
+        return runs if len(runs) == 3 and all(r["status"] == "COMPLETED" for r in runs) else None
+
+    wait_until(reserved, 30, what="three completed fan-out runs (o-1: A, B; o-2: C)")
+    assert server.runs_for_event(stray) == []  # nothing listens to a stray payment
+
+    # Exactly once each, although the carrier failed once and the server retried the step.
+    assert ledger(app) == {"item.reserved": 3, "payment.captured": 1, "order.shipped": 1, "order.cancelled": 1}
+    # The server retried the flaky carrier's step once (attempt 0 failed) and never retried the invalid order.
+    steps = server.run_steps(shipped["run_id"])
+    assert steps["ship-order"]["status"] == "COMPLETED" and steps["ship-order"]["attempts"] == 1, steps
+    assert all(s["attempts"] == 0 for name, s in steps.items() if name != "ship-order"), steps
+    invalid_steps = server.run_steps(failed["run_id"])
+    assert invalid_steps == {"function error": {"name": "function error", "status": "FAILED", "attempts": 0}}
+
+
+def test_cron_registered_with_its_schedule_and_its_body_runs(real_stack: tuple[InngestServer, AppProcess]) -> None:
+    server, _ = real_stack
+    cron = server.functions()["fastapi-app-nightly-cleanup"]
+    assert cron["triggers"] == [{"type": "CRON", "value": "TZ=UTC 0 3 * * *"}]
+    server.invoke("fastapi-app-nightly-cleanup")
+    (run,) = wait_until(
+        lambda: [r for r in server.function_runs("fastapi-app-nightly-cleanup") if r["status"] != "RUNNING"],
+        30,
+        what="the invoked cron run",
+    )
+    assert run["status"] == "COMPLETED" and run["eventName"] == "inngest/function.invoked"
+    assert server.run(run["id"])["output"] == {"purged": 0}
+
+
+def test_per_customer_concurrency_limit_is_registered(real_stack: tuple[InngestServer, AppProcess]) -> None:
+    """process-order runs at most two of one customer's orders at a time, as the server has it."""
+    server, _ = real_stack
+    config = server.functions()["fastapi-app-process-order"]["configuration"]
+    assert config["concurrency"] == [{"limit": {"value": 2}, "key": "event.data.customer_id", "scope": "FUNCTION"}]
