@@ -1,6 +1,6 @@
 """Test-only build of the app with one extra function: a "redeploy" with a changed function list.
 
-`python -m tests.e2e.redeployed_app` runs the product's CLI unchanged; only the function list differs.
+`python -m tests.real.redeployed_app` runs the product's CLI unchanged; only the function list differs.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import inngest
 from app import functions as product
 from app.functions.deps import Services
 
-EXTRA_ID = "e2e-redeployed"
+EXTRA_ID = "redeployed"
 _product_builders = product.builders
 
 
 def _extra(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
-    @client.create_function(fn_id=EXTRA_ID, trigger=inngest.TriggerEvent(event="e2e/redeployed"))
+    @client.create_function(fn_id=EXTRA_ID, trigger=inngest.TriggerEvent(event="deploy/redeployed"))
     async def redeployed(ctx: inngest.Context) -> str:
         return "new build"
 
