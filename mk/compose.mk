@@ -46,10 +46,10 @@ sync: ## Sync the app with the server again and verify it (run after every redep
 	$(COMPOSE) run --rm --no-deps sync
 
 send: ## Send the test/integration event through the app's event API
-	@$(PYTHON) scripts/send_event.py test/integration '{"message": "Hello"}'
+	@ENV_FILE=$(ENV_FILE) $(PYTHON) scripts/send_event.py test/integration '{"message": "Hello"}'
 
 doctor: ## Diagnose the running app's Inngest configuration
 	$(COMPOSE) exec app python -m app doctor
 
 e2e: ## End to end with real images (Docker + registry): up, send, run Completed "Hello", down -v
-	$(PYTHON) scripts/e2e.py
+	ENV_FILE=$(ENV_FILE) $(PYTHON) scripts/e2e.py

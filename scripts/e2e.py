@@ -20,10 +20,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from send_event import send  # noqa: E402
+from send_event import dotenv, send  # noqa: E402
 
+ENV_FILE = os.environ.get("ENV_FILE") or str(ROOT / ".env")
 COMPOSE = [
     str(ROOT / "scripts" / "compose.sh"),
+    "--env-file",
+    ENV_FILE,
     "-p",
     "fastapi-inngest-e2e",
     "-f",
@@ -43,10 +46,10 @@ def compose_output(*args: str) -> str:
 
 
 def env_value(name: str) -> str:
-    for line in (ROOT / ".env").read_text().splitlines():
-        if line.startswith(f"{name}="):
-            return line.split("=", 1)[1].strip()
-    raise SystemExit(f"{name} missing from .env (run make up once)")
+    value = dotenv(Path(ENV_FILE)).get(name)
+    if not value:
+        raise SystemExit(f"{name} missing from .env (run make up once)")
+    return value
 
 
 def output_of(run: dict) -> object:
@@ -78,7 +81,7 @@ def wait_for_run(event_id: str, signing_key: str) -> dict:
 
 
 def main() -> int:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_env.py")], check=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_env.py"), ENV_FILE], check=True)
     try:
         # Long-running services first (`up --wait` mistakes the one-shot sync for one), then the sync
         # job in the foreground: its exit code is the verdict.

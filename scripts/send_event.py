@@ -2,7 +2,8 @@
 """Send one event through the app's event API and print the event ids (stdlib only).
 
     python3 scripts/send_event.py [name] [json-data]
-defaults: test/integration {"message": "Hello"}; APP_URL (default http://127.0.0.1:8000).
+defaults: test/integration {"message": "Hello"}; APP_URL, else http://127.0.0.1:$APP_PORT with APP_PORT
+from the environment or from .env (ENV_FILE), the file `make up` writes; 8000 without either.
 """
 
 from __future__ import annotations
@@ -12,8 +13,29 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-APP_URL = os.environ.get("APP_URL", f"http://127.0.0.1:{os.environ.get('APP_PORT', '8000')}")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dotenv(path: Path | None = None) -> dict[str, str]:
+    """The NAME=value lines of .env (what compose interpolates), overridden by the environment."""
+    path = path or Path(os.environ.get("ENV_FILE") or ROOT / ".env")
+    values: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() and not name.lstrip().startswith("#"):
+                values[name.strip()] = value.strip().strip("'\"")
+    return values | {k: v for k, v in os.environ.items() if k in values or k in ("APP_PORT", "APP_URL")}
+
+
+def app_url(env: dict[str, str] | None = None) -> str:
+    env = dotenv() if env is None else env
+    return env.get("APP_URL") or f"http://127.0.0.1:{env.get('APP_PORT') or '8000'}"
+
+
+APP_URL = app_url()
 
 
 def send(name: str = "test/integration", data: dict | None = None, app_url: str = APP_URL) -> list[str]:

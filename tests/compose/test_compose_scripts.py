@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -97,3 +98,22 @@ def test_e2e_stops_on_a_failed_run(stub, monkeypatch) -> None:
     monkeypatch.setattr(e2e, "SERVER", url)
     with pytest.raises(SystemExit, match="Failed"):
         e2e.wait_for_run("01EVENT", "a1b2")
+
+
+def test_make_send_reads_the_app_port_from_the_env_file(stub, tmp_path, monkeypatch) -> None:
+    url, handler = stub
+    handler.replies.append((200, {"ids": ["01FROMENV"]}))
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(f"INNGEST_EVENT_KEY=abc\nAPP_PORT={url.rsplit(':', 1)[1]}\n")
+    monkeypatch.delenv("APP_PORT", raising=False)
+    monkeypatch.delenv("APP_URL", raising=False)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "send", f"ENV_FILE={env_file}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "01FROMENV"
+    assert [(m, p) for m, p, _, _ in handler.requests] == [("POST", "/api/events")]

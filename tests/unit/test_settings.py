@@ -86,6 +86,7 @@ BAD = [
     ),
     pytest.param(GOOD_SELF_HOSTED | {"PORT": "eighty"}, ["PORT:"], id="port-type"),
     pytest.param(GOOD_SELF_HOSTED | {"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY:"], id="workers"),
+    pytest.param(GOOD_SELF_HOSTED | {"LOG_LEVEL": "verbose"}, ["LOG_LEVEL: must be one of DEBUG"], id="log-level"),
 ]
 
 
@@ -106,7 +107,7 @@ def test_bad_configuration_is_refused_in_process(
         assert any(p.startswith(line) for p in info.value.problems), (line, info.value.problems)
 
 
-@pytest.mark.parametrize(("env", "expected"), BAD[:6] + BAD[10:13])
+@pytest.mark.parametrize(("env", "expected"), BAD[:6] + BAD[10:13] + BAD[-1:])
 def test_bad_configuration_stops_the_process_with_exit_2(
     env: dict[str, str], expected: list[str], tmp_path: Path
 ) -> None:

@@ -114,21 +114,39 @@ async def check_registered(t: Target) -> str:
     return "app registered and up to date"
 
 
-CHECKS: list[Check] = [check_settings, check_server, check_kind, check_keys, check_origin, check_registered]
+# Each check with the checks it builds on: when one of those failed it is skipped, so one root cause
+# gives one FAIL line instead of a cascade.
+CHECKS: list[tuple[Check, tuple[Check, ...]]] = [
+    (check_settings, ()),
+    (check_server, ()),
+    (check_kind, (check_server,)),
+    (check_keys, (check_server,)),
+    (check_origin, ()),
+    (check_registered, (check_server, check_keys, check_origin)),
+]
+
+
+def _name(check: Check) -> str:
+    return check.__name__.removeprefix("check_")
 
 
 async def run_doctor(settings: Settings) -> int:
-    failed = 0
+    failed: list[Check] = []
     client = build_client(settings)
     async with httpx.AsyncClient(timeout=10) as http:
         target = Target(http, settings, client.api_origin.rstrip("/"), client.event_api_origin.rstrip("/"))
-        for check in CHECKS:
+        for check, needs in CHECKS:
+            blocked = [_name(dep) for dep in needs if dep in failed]
+            if blocked:
+                failed.append(check)
+                print(f"skip {_name(check)}: needs {', '.join(blocked)} (fix that first)")
+                continue
             try:
                 print(f"ok   {await check(target)}")
             except CheckFailed as exc:
-                failed += 1
+                failed.append(check)
                 print(f"FAIL {exc}")
             except httpx.HTTPError as exc:
-                failed += 1
-                print(f"FAIL {check.__name__.removeprefix('check_')}: {exc!r}")
+                failed.append(check)
+                print(f"FAIL {_name(check)}: {exc!r} -> fix: check the network path and INNGEST_BASE_URL")
     return 1 if failed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 import re
 import string
 import sys
@@ -13,7 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app import __version__
 
@@ -25,6 +27,9 @@ _LOCAL_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-
 # for the customer to cancel before it ships. Settings, so a test run or a staging stack can shorten them.
 DEFAULT_PAYMENT_TIMEOUT = 24 * 3600.0
 DEFAULT_COOL_OFF = 600.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Settings that are secrets: each also accepts `<NAME>_FILE`, a path to read it from (Docker/k8s secrets).
+SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key")
 
 
 class Mode(enum.StrEnum):
@@ -66,6 +71,38 @@ def _is_loopback(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+class SecretFiles(PydanticBaseSettingsSource):
+    """`<NAME>_FILE` for every secret setting: read once, the trailing newline stripped; both set is an error."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: dict[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = {k.upper(): v for k, v in environ.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every secret at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name in SECRET_SETTINGS:
+            var = name.upper()
+            path = self.environ.get(f"{var}_FILE")
+            if not path:
+                continue
+            if self.environ.get(var):
+                problems.append(f"{var}_FILE: {var} is set too; set only one of them")
+                continue
+            try:
+                values[name] = Path(path).read_text().rstrip("\r\n")
+            except OSError as exc:
+                problems.append(f"{var}_FILE: cannot read {path}: {exc.strerror or exc}")
+            except UnicodeDecodeError:
+                problems.append(f"{var}_FILE: {path} is not UTF-8 text")
+        if problems:
+            raise ConfigError(problems)
+        return values
+
+
 class Settings(BaseSettings):
     """Every variable the app understands. Unknown `INNGEST_MODE` values and bad keys stop the start."""
 
@@ -97,6 +134,17 @@ class Settings(BaseSettings):
     app_version: str = __version__
     order_payment_timeout: float = Field(default=DEFAULT_PAYMENT_TIMEOUT, gt=0)
     order_cool_off: float = Field(default=DEFAULT_COOL_OFF, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, SecretFiles(settings_cls, dict(os.environ)), env_settings
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -154,6 +202,9 @@ def _problems(s: Settings) -> list[str]:
     production = s.inngest_mode is not Mode.DEV
     if not s.inngest_serve_path.startswith("/") or s.inngest_serve_path.endswith("/"):
         problems.append("INNGEST_SERVE_PATH: must start with / and not end with / (e.g. /api/inngest)")
+
+    if s.log_level.upper() not in LOG_LEVELS:
+        problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)} (got {s.log_level!r})")
 
     if s.inngest_mode is Mode.SELF_HOSTED and not s.inngest_base_url:
         problems.append(
@@ -217,7 +268,7 @@ def _has_http_scheme(url: str) -> bool:
 
 def known_env_vars() -> set[str]:
     """Names of every environment variable the settings model reads."""
-    return {name.upper() for name in Settings.model_fields}
+    return {name.upper() for name in Settings.model_fields} | {f"{name.upper()}_FILE" for name in SECRET_SETTINGS}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,11 +10,19 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_delay,
+    stop_never,
+    wait_exponential_jitter,
+)
 from tenacity.stop import StopBaseT
 
 from app import metrics
@@ -105,8 +113,12 @@ async def sync_until(
     deadline: float | None,
     retry_rejected: bool,
     api_base: str | None = None,
+    progress: Callable[[int, SyncResult], None] | None = None,
 ) -> SyncResult:
-    """Retry with exponential backoff until ok, or the deadline; rejections end it unless retry_rejected."""
+    """Retry with exponential backoff until ok, or the deadline; rejections end it unless retry_rejected.
+
+    `progress` hears about every failed attempt that will be retried (attempt number, its result).
+    """
 
     def again(result: SyncResult) -> bool:
         if result.ok:
@@ -114,11 +126,16 @@ async def sync_until(
         log.debug("sync attempt failed; retrying", extra={"outcome": result.outcome, "reason": result.message})
         return retry_rejected or result.outcome == "unreachable"
 
+    def before_sleep(state: RetryCallState) -> None:
+        if progress and state.outcome:
+            progress(state.attempt_number, state.outcome.result())
+
     stop: StopBaseT = stop_never if deadline is None else stop_after_delay(deadline)
     retrying = AsyncRetrying(
         stop=stop,
         wait=wait_exponential_jitter(initial=0.25, max=15),
         retry=retry_if_result(again),
+        before_sleep=before_sleep,
         # At the deadline, hand back the last answer (with the server's reason) instead of raising.
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
@@ -177,6 +194,18 @@ async def run_sync(settings: Settings) -> int:
     """`python -m app sync`: one verified sync, retried until the deadline; exit 1 with the reason."""
     configure_logging(settings.log_level)
     url = settings.serve_url or settings.local_serve_url
+    started = time.monotonic()
+
+    def progress(attempt: int, result: SyncResult) -> None:
+        # The app answers for the server: an unreachable serve URL means the app, anything else the server.
+        waiting = f"the app at {url}" if result.message.startswith("app serve endpoint") else "the Inngest server"
+        elapsed = time.monotonic() - started
+        print(
+            f"sync: waiting for {waiting} (attempt {attempt}, {elapsed:.1f}s of {settings.inngest_sync_timeout:g}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     async with httpx.AsyncClient(timeout=30) as http:
         result = await sync_until(
             http,
@@ -185,6 +214,7 @@ async def run_sync(settings: Settings) -> int:
             deadline=settings.inngest_sync_timeout,
             retry_rejected=False,
             api_base=settings.api_base_url,
+            progress=progress,
         )
     if result.ok:
         print(f"sync ok: {url} {result.message}")
