@@ -3,8 +3,8 @@
 The server's `/metrics` carries `inngest_queue_depth` (the gauge the queue-depth alert and the KEDA
 autoscaling in the Kubernetes docs read). With the app frozen (SIGSTOP: the server's calls hang, nothing
 finishes), events beyond the alert's threshold pile up in the queue: the alert's own expression, as the
-rule file has it, becomes true and the alert goes pending (it fires after its `for`). Once the app runs
-again and drains the queue, the alert is inactive again.
+rule file has it, becomes true and the alert goes pending (it fires after its `for`; promtool's rule
+tests cover the timing).
 """
 
 from __future__ import annotations
@@ -71,16 +71,12 @@ def test_real_server_queue_depth_is_scraped_and_its_alert_evaluates(
                 lambda: (s := alert_state(prom))[0] == "pending" and s, 180, f"{ALERT} pending on the real depth"
             )
             assert value is not None and value > threshold
-            pending = time.monotonic() - frozen
+            print(
+                f"{ALERT} {state} at inngest_queue_depth {value:.0f} (threshold {threshold}, {backlog} events) "
+                f"{time.monotonic() - frozen:.1f}s after the app froze"
+            )
         finally:
             app.signal(signal.SIGCONT)
-
-        resumed = time.monotonic()
-        prom.wait(lambda: alert_state(prom)[0] == "inactive", 240, f"{ALERT} inactive once the app drains the queue")
-        print(
-            f"{ALERT} {state} at inngest_queue_depth {value:.0f} (threshold {threshold}, {backlog} events) "
-            f"{pending:.1f}s after the app froze; inactive {time.monotonic() - resumed:.1f}s after it resumed"
-        )
 
 
 def prom_normal(expr: str) -> str:

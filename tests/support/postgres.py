@@ -169,6 +169,16 @@ class PostgresServer(TempDirServer):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: a hung database (connections open, no answers)."""
+        assert self.proc is not None and self.proc.poll() is None, "start() first"
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def dsn(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
         """`postgresql://user:password@127.0.0.1:port/database`; the superuser's password is filled in."""
         if password is None and user == SUPERUSER:  # "" asks for no password at all
