@@ -49,15 +49,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure_sync_build(settings: Any, builders: list[Any], repeats: int) -> dict[str, Any]:
     """What the SDK does for each sync before any I/O: every function's config, the body, its JSON."""
+    import datetime
+
     from inngest._internal import server_lib, transforms
     from inngest._internal.comm_lib.handler import get_function_configs
 
+    from app.db import async_engine
     from app.effects import Ledger
     from app.functions.deps import Services
     from app.inngest_client import build_client
 
     client = build_client(settings)
-    services = Services(ledger=Ledger(settings.side_effects_db))
+    services = Services(ledger=Ledger(async_engine(settings.database)), retention=datetime.timedelta(days=7))
     functions = {fn.get_id(): fn for fn in (build(client, services) for build in builders)}
     url = settings.serve_url or "http://app:8000/api/inngest"
     best = float("inf")

@@ -17,7 +17,7 @@ ORDERS = 50
 
 def ledger(app: AppProcess) -> dict[str, int]:
     with sqlite3.connect(app.side_effects_db) as db:
-        return dict(db.execute("SELECT kind, count(*) FROM effects GROUP BY kind").fetchall())
+        return dict(db.execute("SELECT kind, count(*) FROM side_effects GROUP BY kind").fetchall())
 
 
 class PaymentDesk(threading.Thread):

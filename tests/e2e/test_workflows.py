@@ -32,7 +32,7 @@ def send(app: AppProcess, name: str, data: dict[str, Any], **extra: Any) -> str:
 
 def ledger(app: AppProcess) -> dict[str, int]:
     with sqlite3.connect(app.side_effects_db) as db:
-        return dict(db.execute("SELECT kind, count(*) FROM effects GROUP BY kind").fetchall())
+        return dict(db.execute("SELECT kind, count(*) FROM side_effects GROUP BY kind").fetchall())
 
 
 def run_of(standin: StandInProcess, event_id: str) -> Callable[[], dict[str, Any] | None]:

@@ -83,7 +83,7 @@ def completed_once(runs: list[dict[str, Any]]) -> bool:
 def ledger(app: AppProcess) -> list[str]:
     """The order ids of every recorded reservation (one row per side effect actually performed)."""
     with sqlite3.connect(app.side_effects_db) as db:
-        rows = db.execute("SELECT result FROM effects WHERE kind = 'item.reserved'").fetchall()
+        rows = db.execute("SELECT result FROM side_effects WHERE kind = 'item.reserved'").fetchall()
     return [json.loads(row[0])["order_id"] for row in rows]
 
 

@@ -29,7 +29,7 @@ def send(app: AppProcess, name: str, data: dict[str, Any]) -> str:
 
 def ledger(app: AppProcess) -> dict[str, int]:
     with sqlite3.connect(app.side_effects_db) as db:
-        return dict(db.execute("SELECT kind, count(*) FROM effects GROUP BY kind").fetchall())
+        return dict(db.execute("SELECT kind, count(*) FROM side_effects GROUP BY kind").fetchall())
 
 
 def when(stamp: str) -> datetime.datetime:

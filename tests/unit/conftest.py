@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from inngest._internal.net import sign_request
 
 from app.main import create_app
+from app.migrate import upgrade
 from app.settings import Settings, load_settings
 
 SIGNING_KEY = secrets.token_hex(32)
@@ -54,7 +55,9 @@ def client_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callab
     clients: list[TestClient] = []
 
     def make(mode: str = "self-hosted", **kw: Any) -> TestClient:
-        client = TestClient(create_app(settings_factory(mode, **kw)), raise_server_exceptions=False)
+        settings = settings_factory(mode, **kw)
+        upgrade(settings.database)  # what `python -m app` does for the SQLite default before serving
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
         client.__enter__()  # runs the lifespan: readiness, drain hooks
         clients.append(client)
         return client

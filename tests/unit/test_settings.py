@@ -87,6 +87,36 @@ BAD = [
     pytest.param(GOOD_SELF_HOSTED | {"PORT": "eighty"}, ["PORT:"], id="port-type"),
     pytest.param(GOOD_SELF_HOSTED | {"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY:"], id="workers"),
     pytest.param(GOOD_SELF_HOSTED | {"LOG_LEVEL": "verbose"}, ["LOG_LEVEL: must be one of DEBUG"], id="log-level"),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"DATABASE_URL": "mysql://app:pw@db/app"},
+        ["DATABASE_URL: unsupported scheme 'mysql'"],
+        id="db-scheme",
+    ),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"DATABASE_URL": "postgresql://app:pw@db"},
+        ["DATABASE_URL: a PostgreSQL URL needs a host and a database name"],
+        id="db-no-name",
+    ),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"DATABASE_URL": "postgresql://app:pw@db:port/app"},
+        ["DATABASE_URL: the port is not a number"],
+        id="db-port",
+    ),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"DATABASE_URL": "sqlite:///:memory:"},
+        ["DATABASE_URL: a SQLite URL needs a file path"],
+        id="db-memory",
+    ),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"DATABASE_URL": "sqlite://host/file.db"},
+        ["DATABASE_URL: a SQLite URL needs a file path"],
+        id="db-sqlite-host",
+    ),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"SIDE_EFFECTS_RETENTION_HOURS": "24"},
+        ["SIDE_EFFECTS_RETENTION_HOURS: must be >= 25"],
+        id="retention-inside-retry-horizon",
+    ),
 ]
 
 
@@ -120,6 +150,27 @@ def test_bad_configuration_stops_the_process_with_exit_2(
     assert all(line.startswith("config error: ") for line in lines), lines
     for line in expected:
         assert any(line in got for got in lines), (line, lines)
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_bad_database_url_stops_with_one_line_that_hides_the_password(command: str, tmp_path: Path) -> None:
+    env = _env(GOOD_SELF_HOSTED | {"DATABASE_URL": "postgres://app:s3cret-pw@db:5432"}, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "app", command], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "config error: DATABASE_URL: a PostgreSQL URL needs a host and a database name; use "
+        "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.sqlite3"
+    ]
+    assert "s3cret-pw" not in proc.stderr + proc.stdout
+
+
+def test_database_url_takes_precedence_over_the_sqlite_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in GOOD_SELF_HOSTED.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SIDE_EFFECTS_DB", str(tmp_path / "ledger.sqlite3"))
+    assert load_settings().database == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db:5432/app")
+    assert load_settings().database == "postgresql://app:pw@db:5432/app"
 
 
 def test_safe_default_is_production_mode(monkeypatch: pytest.MonkeyPatch) -> None:

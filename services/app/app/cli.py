@@ -1,4 +1,4 @@
-"""`python -m app [serve|sync|doctor]`: one line per problem and exit code 2 for bad configuration."""
+"""`python -m app [serve|sync|doctor|migrate]`: one line per problem and exit code 2 for bad configuration."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve", "sync", "doctor"],
-        help="serve (default): run the API; sync: one verified registration; doctor: check the setup",
+        choices=["serve", "sync", "doctor", "migrate"],
+        help="serve (default): run the API; sync: one verified registration; doctor: check the setup; "
+        "migrate: bring the database schema up to date",
     )
     args = parser.parse_args(argv)
     settings = settings_or_exit()
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.sync import run_sync
 
         return asyncio.run(run_sync(settings))
+    if args.command == "migrate":
+        from app.migrate import run_migrate
+
+        return run_migrate(settings)
     from app.doctor import run_doctor
 
     return asyncio.run(run_doctor(settings))

@@ -1,76 +1,64 @@
-"""Idempotent side effects keyed by (run, step).
+"""Exactly-once side effects keyed by (run, step), across processes and replicas sharing one database.
 
-The server may call a step again after a crash or a lost response, so every side effect goes through
-`apply`: the first call for a key performs it and stores its result in the same transaction; any repeat
-returns the stored result without performing it again. SQLite in WAL mode works across worker processes.
+The server may call a step again after a crash or a lost response, on any replica. `apply` claims the key
+with `INSERT ... ON CONFLICT DO NOTHING` first: the first writer gets the row and performs the effect in the
+same transaction (its business writes included); a concurrent attempt waits on that row and, once the first
+commits, reads the stored result instead. If the transaction fails (database gone, crash), nothing of it
+remains: neither the record nor the business write, and the server's retry performs it then.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sqlite3
-import time
-from collections.abc import Callable
-from pathlib import Path
+import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS effects (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    result TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.metrics import SIDE_EFFECTS
+from app.schema import side_effects
+
+Effect = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # Both dialects spell the claim the same way; SQLAlchemy only needs to know which one it renders.
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    async def apply(self, run_id: str, step: str, kind: str, effect: Effect) -> Any:
+        """Perform `await effect(conn)` once for (run_id, step); `effect` writes through `conn`, atomically
+        with the record. Returns the effect's result (JSON-serialisable), the stored one on a repeat."""
+        key = (side_effects.c.run_id == run_id) & (side_effects.c.step == step)
+        async with self.engine.begin() as conn:
+            claim = self._insert(side_effects).values(run_id=run_id, step=step, kind=kind, created_at=_now())
+            claimed = await conn.execute(claim.on_conflict_do_nothing())
+            if claimed.rowcount == 1:
+                result = await effect(conn)
+                await conn.execute(update(side_effects).where(key).values(result=result))
+                outcome = "performed"
+            else:
+                result = (await conn.execute(select(side_effects.c.result).where(key))).scalar_one()
+                outcome = "replayed"
+        # Counted after the commit: a performed effect is one that is durably recorded.
+        SIDE_EFFECTS.labels(kind, outcome).inc()
+        return result
 
-    def _apply(self, key: str, kind: str, effect: Callable[[sqlite3.Connection], Any]) -> Any:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # serialises concurrent attempts at the same key
-            row = db.execute("SELECT result FROM effects WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                db.execute("ROLLBACK")
-                return json.loads(row[0])
-            result = effect(db)
-            db.execute(
-                "INSERT INTO effects (key, kind, result, created_at) VALUES (?, ?, ?, ?)",
-                (key, kind, json.dumps(result), time.time()),
-            )
-            db.execute("COMMIT")
-            return result
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+    async def count(self, kind: str | None = None) -> int:
+        query = select(func.count()).select_from(side_effects)
+        if kind is not None:
+            query = query.where(side_effects.c.kind == kind)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
 
-    async def apply(self, run_id: str, step: str, kind: str, effect: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Perform `effect(db)` once for (run_id, step); `effect` may write to `db` atomically with the record."""
-        return await asyncio.to_thread(self._apply, f"{run_id}:{step}", kind, effect)
-
-    def count(self, kind: str | None = None) -> int:
-        with self._connect() as db:
-            if kind is None:
-                return int(db.execute("SELECT count(*) FROM effects").fetchone()[0])
-            return int(db.execute("SELECT count(*) FROM effects WHERE kind = ?", (kind,)).fetchone()[0])
-
-    async def purge_older_than(self, seconds: float) -> int:
-        def purge() -> int:
-            with self._connect() as db:
-                return db.execute("DELETE FROM effects WHERE created_at < ?", (time.time() - seconds,)).rowcount
-
-        return await asyncio.to_thread(purge)
+    async def purge_older_than(self, age: datetime.timedelta) -> int:
+        async with self.engine.begin() as conn:
+            purged = await conn.execute(delete(side_effects).where(side_effects.c.created_at < _now() - age))
+            return int(purged.rowcount)

@@ -13,6 +13,7 @@ import inngest.fast_api
 from fastapi import FastAPI
 
 from app import __version__, errors, events, health
+from app.db import async_engine
 from app.effects import Ledger
 from app.functions import build_functions
 from app.functions.deps import Builder, Services
@@ -29,8 +30,11 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None, builders: Sequence[Builder] | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
     client = build_client(settings)
+    # Connects lazily: the app starts (and answers /healthz, /readyz) while the database is still coming up.
+    engine = async_engine(settings.database)
     services = Services(
-        ledger=Ledger(settings.side_effects_db),
+        ledger=Ledger(engine),
+        retention=datetime.timedelta(hours=settings.side_effects_retention_hours),
         payment_timeout=datetime.timedelta(seconds=settings.order_payment_timeout),
         cool_off=datetime.timedelta(seconds=settings.order_cool_off),
     )
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await engine.dispose()
 
     # redirect_slashes=False: a redirect would turn the server's POST into a GET.
     app = FastAPI(title="app", version=__version__, lifespan=lifespan, redirect_slashes=False)

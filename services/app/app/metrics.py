@@ -59,6 +59,8 @@ LAST_SYNC_SUCCESS = Gauge(
 REGISTERED_FUNCTIONS = Gauge(
     "app_inngest_registered_functions", "Functions served by this app", multiprocess_mode="max"
 )
+# `performed`: the first attempt at a (run, step) did the work; `replayed`: a repeat got the stored result.
+SIDE_EFFECTS = Counter("app_side_effects", "Side effects through the ledger, by kind and outcome", ["kind", "outcome"])
 BUILD_INFO = Gauge("app_build_info", "Build and mode of the app", ["version", "mode"], multiprocess_mode="max")
 
 # HTTP RED metrics, by route template (never the raw path: unbounded label values), method and status.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import typing
@@ -27,12 +28,27 @@ def _prepare_metrics_dir(settings: Settings) -> None:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
+def _migrate_embedded_database(settings: Settings) -> None:
+    # The SQLite default is one file on this host: bring it up to date here, once, before any worker starts,
+    # so `python -m app` runs with nothing else set up. A shared PostgreSQL is migrated by its own one-shot
+    # `python -m app migrate` before the app starts (compose, Kubernetes).
+    from app.db import is_sqlite, sqlite_revision
+    from app.schema import HEAD_REVISION
+
+    if is_sqlite(settings.database) and sqlite_revision(settings.database) != HEAD_REVISION:
+        from app.migrate import upgrade  # Alembic takes a moment to load: only when there is work
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # one INFO line per plugin otherwise
+        upgrade(settings.database)
+
+
 def serve(settings: Settings, builders: Sequence[Builder] | None = None) -> None:
     """Serve the app; `builders` replaces the function list (single worker only: workers re-import it)."""
     if builders is not None and settings.web_concurrency > 1:
         raise ValueError("a custom function list needs WEB_CONCURRENCY=1")
     configure_logging(settings.log_level)
     _prepare_metrics_dir(settings)
+    _migrate_embedded_database(settings)
     from app.main import create_app  # only now: prometheus-client must see the metrics dir decision
 
     config = uvicorn.Config(

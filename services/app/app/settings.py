@@ -29,7 +29,16 @@ DEFAULT_PAYMENT_TIMEOUT = 24 * 3600.0
 DEFAULT_COOL_OFF = 600.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Settings that are secrets: each also accepts `<NAME>_FILE`, a path to read it from (Docker/k8s secrets).
-SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key")
+SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key", "database_url")
+_POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
+_SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+_DATABASE_URL_HINT = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.sqlite3"
+# The server retries a failing step at most 20 times, waiting 15 s, 30 s, 1, 2, 5, 10, 20, 40 min, 1 h, then
+# 2 h (plus up to 30 s of jitter) between attempts (inngest pkg/backoff): about 24 h 10 min from the first
+# attempt to the last. A ledger record younger than that may still be asked for again.
+MIN_SIDE_EFFECTS_RETENTION_HOURS = 25
+# A week: that schedule plus days of margin for a server outage or a backlog.
+DEFAULT_SIDE_EFFECTS_RETENTION_HOURS = 168.0
 
 
 class Mode(enum.StrEnum):
@@ -130,7 +139,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # /tmp is the one writable path of the read-only container (a tmpfs / emptyDir).
     prometheus_multiproc_dir: Path = Path("/tmp/app-metrics")  # noqa: S108
+    # The ledger's database. Without DATABASE_URL: the SQLite file SIDE_EFFECTS_DB (one host only).
+    database_url: str | None = None
     side_effects_db: Path = Path("/tmp/app-side-effects.sqlite3")  # noqa: S108
+    # The nightly cleanup forgets records older than this (see DEFAULT_SIDE_EFFECTS_RETENTION_HOURS).
+    side_effects_retention_hours: float = DEFAULT_SIDE_EFFECTS_RETENTION_HOURS
     app_version: str = __version__
     order_payment_timeout: float = Field(default=DEFAULT_PAYMENT_TIMEOUT, gt=0)
     order_cool_off: float = Field(default=DEFAULT_COOL_OFF, ge=0)
@@ -164,6 +177,11 @@ class Settings(BaseSettings):
         if self.inngest_mode is Mode.CLOUD:
             return None
         return (self.inngest_base_url or "http://127.0.0.1:8288").rstrip("/")
+
+    @property
+    def database(self) -> str:
+        """The ledger's database URL as given (DATABASE_URL, else the SQLite default)."""
+        return self.database_url or f"sqlite:///{self.side_effects_db}"
 
     @property
     def signing_key(self) -> str | None:
@@ -258,7 +276,34 @@ def _problems(s: Settings) -> list[str]:
                 "INNGEST_SERVE_ORIGIN: points at localhost, which the server cannot reach from its own "
                 "container; use the app's service URL (e.g. http://app:8000)"
             )
+    if s.database_url is not None and (problem := _database_url_problem(s.database_url)):
+        problems.append(problem)
+    if s.side_effects_retention_hours < MIN_SIDE_EFFECTS_RETENTION_HOURS:
+        problems.append(
+            f"SIDE_EFFECTS_RETENTION_HOURS: must be >= {MIN_SIDE_EFFECTS_RETENTION_HOURS} (the server retries a "
+            "step for up to about 24 h; a shorter retention could perform a retried step twice)"
+        )
     return problems
+
+
+def _database_url_problem(url: str) -> str | None:
+    # Never echo the URL: it carries the password.
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in _POSTGRES_SCHEMES:
+        try:
+            parts.port  # noqa: B018 (raises on a non-numeric port)
+        except ValueError:
+            return f"DATABASE_URL: the port is not a number; {_DATABASE_URL_HINT}"
+        if not parts.hostname or not parts.path.strip("/"):
+            return f"DATABASE_URL: a PostgreSQL URL needs a host and a database name; {_DATABASE_URL_HINT}"
+        return None
+    if scheme in _SQLITE_SCHEMES:
+        if parts.netloc or not parts.path.lstrip("/") or parts.path.lstrip("/") == ":memory:":
+            # An in-memory database is private to one connection: the ledger would forget everything.
+            return f"DATABASE_URL: a SQLite URL needs a file path (three slashes, then the path); {_DATABASE_URL_HINT}"
+        return None
+    return f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r}; {_DATABASE_URL_HINT}"
 
 
 def _has_http_scheme(url: str) -> bool:

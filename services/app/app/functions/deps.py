@@ -10,7 +10,7 @@ from typing import Any
 import inngest
 
 from app.effects import Ledger
-from app.settings import DEFAULT_COOL_OFF, DEFAULT_PAYMENT_TIMEOUT
+from app.settings import DEFAULT_COOL_OFF, DEFAULT_PAYMENT_TIMEOUT, DEFAULT_SIDE_EFFECTS_RETENTION_HOURS
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Services:
     ledger: Ledger
     payment_timeout: datetime.timedelta = datetime.timedelta(seconds=DEFAULT_PAYMENT_TIMEOUT)
     cool_off: datetime.timedelta = datetime.timedelta(seconds=DEFAULT_COOL_OFF)
+    # SIDE_EFFECTS_RETENTION_HOURS: how long the nightly cleanup keeps ledger records.
+    retention: datetime.timedelta = datetime.timedelta(hours=DEFAULT_SIDE_EFFECTS_RETENTION_HOURS)
 
 
 Builder = Callable[[inngest.Inngest, Services], inngest.Function[Any]]

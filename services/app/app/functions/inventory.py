@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import inngest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.functions.deps import Services
+from app.schema import reservations
 
 
 def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
@@ -22,8 +23,10 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
         data = ctx.event.data
 
         async def reserve() -> dict[str, Any]:
-            def effect(db: sqlite3.Connection) -> dict[str, Any]:
-                return {"order_id": data.get("order_id"), "sku": data.get("sku"), "qty": data.get("qty", 1)}
+            async def effect(conn: AsyncConnection) -> dict[str, Any]:
+                reservation = {"order_id": data.get("order_id"), "sku": data.get("sku"), "qty": data.get("qty", 1)}
+                await conn.execute(reservations.insert().values(run_id=ctx.run_id, **reservation))
+                return reservation
 
             return dict(await ledger.apply(ctx.run_id, "reserve", "item.reserved", effect))
 

@@ -7,12 +7,13 @@ Shows every step kind: step.run, step.send_event, step.wait_for_event (with time
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import inngest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.functions.deps import Services
+from app.schema import cancellations, payments, shipments
 
 RETRIES = 3
 log = logging.getLogger(__name__)
@@ -79,15 +80,18 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
         )
         if payment is None:
 
-            def cancel(db: sqlite3.Connection) -> dict[str, Any]:
-                return {"order_id": order_id, "status": "cancelled", "reason": "payment timeout"}
+            async def cancel(conn: AsyncConnection) -> dict[str, Any]:
+                reason = "payment timeout"
+                await conn.execute(cancellations.insert().values(run_id=ctx.run_id, order_id=order_id, reason=reason))
+                return {"order_id": order_id, "status": "cancelled", "reason": reason}
 
             return dict(await ledger.apply(ctx.run_id, "cancel-order", "order.cancelled", cancel))
 
         amount = payment.data.get("amount")
 
         async def charge() -> dict[str, Any]:
-            def effect(db: sqlite3.Connection) -> dict[str, Any]:
+            async def effect(conn: AsyncConnection) -> dict[str, Any]:
+                await conn.execute(payments.insert().values(run_id=ctx.run_id, order_id=order_id, amount=amount))
                 return {"order_id": order_id, "amount": amount}
 
             return dict(await ledger.apply(ctx.run_id, "charge-payment", "payment.captured", effect))
@@ -102,8 +106,12 @@ def build(client: inngest.Inngest, services: Services) -> inngest.Function[Any]:
             if isinstance(failures, int) and ctx.attempt < failures:
                 raise CarrierUnavailable(f"carrier unavailable (attempt {ctx.attempt})")
 
-            def effect(db: sqlite3.Connection) -> dict[str, Any]:
-                return {"shipment_id": f"shp-{order_id}"}
+            async def effect(conn: AsyncConnection) -> dict[str, Any]:
+                shipment_id = f"shp-{order_id}"
+                await conn.execute(
+                    shipments.insert().values(run_id=ctx.run_id, order_id=order_id, shipment_id=shipment_id)
+                )
+                return {"shipment_id": shipment_id}
 
             return dict(await ledger.apply(ctx.run_id, "ship-order", "order.shipped", effect))
 
