@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint run inngest-bin dev-server
+.PHONY: help venv test lint fmt run inngest-bin dev-server
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -34,11 +34,18 @@ $(ACTIONLINT): | $(VENV)/.installed
 	  PATH="$$PATH:/usr/local/go/bin" GOBIN=$(abspath $(VENV)/bin) GOFLAGS=-mod=mod \
 	  go install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION)
 
+LINT_PATHS := services tests benchmarks scripts
+
+# The same checks run as pre-commit hooks (.pre-commit-config.yaml).
 lint: venv $(ACTIONLINT) ## ruff + mypy + actionlint (the GitHub workflows)
-	$(VENV)/bin/ruff check services tests benchmarks
-	$(VENV)/bin/ruff format --check services tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 	$(ACTIONLINT) .github/workflows/*.yml
+
+fmt: venv ## Fix what ruff can (imports, safe fixes) and format the code
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
 
 inngest-bin: ## Print the path of the real Inngest server binary at the pinned version (built once with Go)
 	@$(PYTHON) scripts/inngest_bin.py

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from tests.conftest import ROOT, require_tool
-except ImportError:  # pytest started without the repository root on sys.path
-    from conftest import ROOT, require_tool  # type: ignore[no-redef]
+from tests.support import ROOT, require_tool
 
 TOP_LEVEL = {
     "schema_version",

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, require_tool
 
-try:
-    from tests.conftest import require_tool
-except ImportError:  # pragma: no cover - pytest started without the repository root on sys.path
-    _spec = importlib.util.spec_from_file_location("_root_conftest", ROOT / "tests" / "conftest.py")
-    assert _spec and _spec.loader
-    _root = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_root)
-    require_tool = _root.require_tool
+__all__ = ["ROOT", "require_tool"]
+
 MODES = ("base", "dev", "ha", "cloud")
 
 # Sentinel secrets: every one must reach the rendered model only through ${VAR} interpolation.

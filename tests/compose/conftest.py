@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compose_support import MODES, ROOT, TEST_ENV, clean_env, compose_files, require_tool, unwrap_compose
+
+from tests.compose.compose_support import MODES, ROOT, TEST_ENV, clean_env, compose_files, require_tool, unwrap_compose
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from compose_support import ROOT, require_tool
+from tests.compose.compose_support import ROOT, require_tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 

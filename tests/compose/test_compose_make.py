@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from compose_support import ROOT
+
+from tests.compose.compose_support import ROOT
 
 MAKE_ENV = ROOT / "scripts" / "make_env.py"
 

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from compose_support import MODES, ROOT, TEST_ENV
+
+from tests.compose.compose_support import MODES, ROOT, TEST_ENV
 
 COMPOSE_FILES = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy" / "compose").glob("*.yml"))]
 WITH_SERVER = ("base", "dev", "ha")

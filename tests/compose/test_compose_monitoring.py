@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from compose_support import ROOT, require_tool
 
+from tests.compose.compose_support import ROOT, require_tool
 from tests.support import free_port
 
 PROM_DIR = ROOT / "deploy" / "compose" / "prometheus"

@@ -6,29 +6,16 @@
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
-from compose_support import ROOT
 
-
-def load(name: str) -> ModuleType:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+from scripts import e2e, send_event
+from tests.support import ROOT
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -68,7 +55,7 @@ def stub() -> Iterator[tuple[str, type[Recorder]]]:
 def test_send_event_posts_to_the_event_api(stub) -> None:
     url, handler = stub
     handler.replies.append((200, {"ids": ["01JABC"]}))
-    ids = load("send_event").send("test/integration", {"message": "Hello"}, app_url=url)
+    ids = send_event.send("test/integration", {"message": "Hello"}, app_url=url)
     assert ids == ["01JABC"]
     method, path, _, body = handler.requests[0]
     assert (method, path, body) == ("POST", "/api/events", {"name": "test/integration", "data": {"message": "Hello"}})
@@ -81,7 +68,6 @@ def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
         (200, {"data": [{"run_id": "01RUN", "status": "Running"}], "metadata": {}}),
         (200, {"data": [{"run_id": "01RUN", "status": "Completed", "output": "Hello"}], "metadata": {}}),
     ]
-    e2e = load("e2e")
     monkeypatch.setattr(e2e, "SERVER", url)
     monkeypatch.setattr(e2e.time, "sleep", lambda _s: None)
     run = e2e.wait_for_run("01EVENT", "a1b2")
@@ -94,7 +80,6 @@ def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
 def test_e2e_stops_on_a_failed_run(stub, monkeypatch) -> None:
     url, handler = stub
     handler.replies.append((200, {"data": [{"run_id": "01RUN", "status": "Failed", "output": {"error": "x"}}]}))
-    e2e = load("e2e")
     monkeypatch.setattr(e2e, "SERVER", url)
     with pytest.raises(SystemExit, match="Failed"):
         e2e.wait_for_run("01EVENT", "a1b2")

@@ -10,10 +10,11 @@ import json
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
@@ -26,21 +27,6 @@ def http_json(url: str, body: Any = None, timeout: float = 5) -> tuple[int, Any]
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (OSError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
 def test_base_image_runs_python_and_trusts_the_hosts_index(engine, base_image):
@@ -145,7 +131,7 @@ def test_integration_event_runs_to_completion_in_the_standin(stack):
         _, runs = http_json(stack.url("inngest", f"/test/runs?event_id={urllib.parse.quote(event_id)}"))
         return [r for r in runs if r["status"] != "Running"]
 
-    (run,) = wait_for("the test/integration run to finish", completed, timeout=30)
+    (run,) = wait_until(completed, 30, 0.5, "the test/integration run to finish")
     assert run["status"] == "Completed", run
     assert run["output"] == "Hello from compose"
     assert run["function_id"].endswith("-test-integration")
@@ -162,18 +148,19 @@ def test_stopping_the_app_turns_up_to_zero_and_app_down_pending(stack, engine):
     def up_is(value: str) -> bool:
         return any(s["value"][1] == value for s in _prom(stack, 'up{job="app"}'))
 
-    wait_for("Prometheus to scrape the app", lambda: up_is("1"), timeout=30)
+    wait_until(lambda: up_is("1"), 30, 0.5, "Prometheus to scrape the app")
     _, rules = http_json(stack.url("prometheus", "/api/v1/rules"))
     loaded = {r["name"]: r for g in rules["data"]["groups"] for r in g["rules"]}
     assert "AppDown" in loaded, sorted(loaded)
     assert all(r["health"] != "err" for r in loaded.values()), loaded
 
     engine.run("stop", "--time", "30", stack.container("app"), timeout=60)
-    wait_for("up{job=app} == 0", lambda: up_is("0"), timeout=30)
-    pending = wait_for(
-        "AppDown pending",
+    wait_until(lambda: up_is("0"), 30, 0.5, "up{job=app} == 0")
+    pending = wait_until(
         lambda: _prom(stack, 'ALERTS{alertname="AppDown",alertstate="pending"}'),
-        timeout=30,
+        30,
+        0.5,
+        "AppDown pending",
     )
     assert pending[0]["metric"]["job"] == "app"
 

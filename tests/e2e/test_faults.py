@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.standin.fixtures import AppProcess, StandInProcess, metric_value, wait_until
+from tests.standin.fixtures import AppProcess, StandInProcess, metric_value
+from tests.support import wait_until
 
 ORDERS = 50
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.standin.fixtures import AppProcess, StandInProcess, metric_value, wait_until
+from tests.standin.fixtures import AppProcess, StandInProcess, metric_value
+from tests.support import wait_until
 
 # 24 h payment timeout -> ~4 s, 10 min cool-off -> 30 ms, retry backoff (15 s + jitter) -> ~1-2 ms.
 TIME_SCALE = 0.00005

@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 
 from tests.standin.protocol import sign_body
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 APP_ID = "fastapi-app"
 

@@ -19,9 +19,8 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PROMETHEUS = ROOT / "deploy" / "compose" / "prometheus" / "prometheus.yml"
 DASHBOARDS = ROOT / "deploy" / "compose" / "grafana" / "dashboards"
 

@@ -29,6 +29,7 @@ from tests.prom.harness import (
     wait_all_up,
 )
 from tests.standin.fixtures import AppProcess, StandInProcess
+from tests.support import wait_until
 
 APP_ID = "fastapi-app"
 FUNCTIONS = ["test-integration", "process-order", "reserve-item", "nightly-cleanup"]
@@ -133,7 +134,7 @@ def test_workload_counters_rules_and_dashboards(
     standin.fire_cron(f"{APP_ID}-nightly-cleanup")
 
     # Payments only once every order waits for one (a payment before the wait would not match).
-    _wait(lambda: standin.state()["pauses"] >= orders, 60, f"{orders} orders waiting for payment")
+    wait_until(lambda: standin.state()["pauses"] >= orders, 60, what=f"{orders} orders waiting for payment")
     for i in range(orders):
         send([{"name": "shop/payment.confirmed", "data": {"order_id": f"o{i}", "amount": 10 + i}}])
 
@@ -168,16 +169,6 @@ def test_workload_counters_rules_and_dashboards(
 
     prom.wait(app_down_pending, 15, "AppDown pending")
     print(f"compared with the stand-in: {compared}")
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with_value = predicate()
-        if with_value:
-            return with_value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _compare_counters(prom: Prometheus, seen: dict[str, Any], posted: Counter[str]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import httpx
 
 from tests.real.conftest import APP_FNS
 from tests.real.redeployed_app import EXTRA_ID
-from tests.standin.fixtures import PYTHON, AppProcess, wait_until
-from tests.support import free_port
+from tests.standin.fixtures import PYTHON, AppProcess
+from tests.support import free_port, wait_until
 from tests.support.inngest import InngestServer
 
 EXTRA = f"fastapi-app-{EXTRA_ID}"

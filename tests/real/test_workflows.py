@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.real.conftest import APP_FNS
-from tests.standin.fixtures import AppProcess, wait_until
+from tests.standin.fixtures import AppProcess
+from tests.support import wait_until
 from tests.support.inngest import InngestServer
 
 PAYMENT_TIMEOUT = 20  # seconds (production: 24 h); room to pay o-1 on a busy machine

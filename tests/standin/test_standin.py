@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.standin.fixtures import PYTHON, ROOT, StandInProcess, _Process, free_port, wait_until
+from tests.standin.fixtures import PYTHON, StandInProcess, _Process
+from tests.support import ROOT, free_port, wait_until
 
 
 def start_sample(log_dir: Path, standin: StandInProcess, port: int) -> tuple[_Process, Path]:

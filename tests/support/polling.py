@@ -14,7 +14,7 @@ T = TypeVar("T")
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "condition") -> T:
     """Poll `predicate` until it returns something truthy and return it; fail naming `what` after `timeout` s.
 
-    Connection errors count as "not yet" (the thing polled may still be starting).
+    Connection errors and unparsable answers count as "not yet" (the thing polled may still be starting).
     """
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -23,7 +23,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1
             value = predicate()
             if value:
                 return value
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             raise AssertionError(

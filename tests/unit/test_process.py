@@ -13,8 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import fn_url, run_body, signed
-from .procs import FakeRegistry, app_env, free_port, hashed_key, running_app, wait_for
+from tests.standin.protocol import hashed_signing_key
+from tests.standin.scripted_registry import FakeRegistry
+from tests.support import free_port, wait_until
+
+from .app_process import app_env, running_app
+from .conftest import EVENT_KEY, SIGNING_KEY, fn_url, run_body, signed
 
 
 def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> None:
@@ -42,7 +46,7 @@ def test_sigterm_drains_readiness_first_and_finishes_in_flight(tmp_path: Path) -
     with running_app(env, tmp_path / "app.log") as proc:
         with httpx.Client(base_url=base) as http:
             proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: http.get("/readyz").status_code == 503, timeout=5, what="readiness 503")
+            wait_until(lambda: http.get("/readyz").status_code == 503, 5, what="readiness 503")
             assert http.get("/readyz").json()["status"] == "draining"
             assert http.get("/healthz").status_code == 200  # still alive, still answering during the drain
             body = run_body("test/integration", {"message": "late"})
@@ -74,7 +78,7 @@ def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
 
 @pytest.fixture
 def registry() -> FakeRegistry:
-    fake = FakeRegistry().start()
+    fake = FakeRegistry(SIGNING_KEY, EVENT_KEY).start()
     yield fake
     fake.stop()
 
@@ -92,7 +96,7 @@ def test_sync_ok(tmp_path: Path, registry: FakeRegistry) -> None:
         proc = _sync(env)
         assert proc.returncode == 0, proc.stderr
         assert "sync ok" in proc.stdout
-        assert registry.auth_headers[-1] == f"Bearer {hashed_key()}"
+        assert registry.auth_headers[-1] == f"Bearer {hashed_signing_key(SIGNING_KEY)}"
         reg = registry.registrations[-1]
         assert reg["url"] == f"http://127.0.0.1:{port}/api/inngest"  # the serve origin, as configured
         assert {f["id"] for f in reg["functions"]} >= {"fastapi-app-test-integration", "fastapi-app-process-order"}
@@ -124,7 +128,7 @@ def test_sync_wrong_key_reports_the_401(tmp_path: Path, registry: FakeRegistry) 
 
 
 def test_sync_retries_until_the_server_appears(tmp_path: Path) -> None:
-    registry = FakeRegistry()
+    registry = FakeRegistry(SIGNING_KEY, EVENT_KEY)
     port = free_port()
     env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_SYNC_TIMEOUT="30")
     with running_app(env, tmp_path / "app.log"):
@@ -150,7 +154,7 @@ def test_sync_gives_up_at_the_deadline_when_nothing_answers(tmp_path: Path) -> N
 
 
 def test_app_syncs_itself_on_startup_once_the_server_is_up(tmp_path: Path) -> None:
-    registry = FakeRegistry()
+    registry = FakeRegistry(SIGNING_KEY, EVENT_KEY)
     port = free_port()
     env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_SYNC_ON_STARTUP="true")
     with running_app(env, tmp_path / "app.log"):
@@ -159,7 +163,7 @@ def test_app_syncs_itself_on_startup_once_the_server_is_up(tmp_path: Path) -> No
         time.sleep(0.5)
         registry.start()
         try:
-            wait_for(lambda: httpx.get(f"{base}/readyz").json()["sync"]["status"] == "ok", timeout=30, what="sync ok")
+            wait_until(lambda: httpx.get(f"{base}/readyz").json()["sync"]["status"] == "ok", 30, what="sync ok")
         finally:
             registry.stop()
         assert registry.registrations[0]["url"] == f"http://127.0.0.1:{port}/api/inngest"

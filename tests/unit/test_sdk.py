@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import json
 import re
 import secrets
-import threading
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -21,9 +19,11 @@ import pytest
 
 from app import sdk
 from tests.standin import protocol
+from tests.standin.scripted_registry import FakeRegistry
 from tests.support.ports import free_port
 
 KEY = secrets.token_hex(32)
+EVENT_KEY = "event-key"
 PYPROJECT = Path(sdk.__file__).parents[1] / "pyproject.toml"
 
 
@@ -58,13 +58,13 @@ def test_response_headers_identify_the_sdk() -> None:
     assert all(k == k.lower() for k in headers)
 
 
-def make_client(events_url: str, fallback: str | None = None) -> inngest.Inngest:
+def make_client(events_url: str, fallback: str | None = None, event_key: str = EVENT_KEY) -> inngest.Inngest:
     client = inngest.Inngest(
         app_id="sdk-test",
         is_production=True,
         api_base_url=events_url,
         event_api_base_url=events_url,
-        event_key="event-key",
+        event_key=event_key,
         signing_key=KEY,
     )
     sdk.configure_client(client, fallback)
@@ -79,48 +79,23 @@ def test_configure_client_hands_the_fallback_key_to_the_http_client() -> None:
     assert client._http_client._signing_key_fallback == old
 
 
-class _EventApi(http.server.BaseHTTPRequestHandler):
-    answer: tuple[int, dict[str, object]] = (200, {})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        status, body = self.answer
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def event_api() -> Iterator[tuple[str, type[_EventApi]]]:
-    handler = type("Handler", (_EventApi,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+def event_api() -> Iterator[str]:
+    registry = FakeRegistry(KEY, EVENT_KEY).start()
+    yield registry.url
+    registry.stop()
 
 
 EVENT = inngest.Event(name="test/integration", data={"message": "Hello"})
 
 
-def test_send_events_returns_the_ids(event_api: tuple[str, type[_EventApi]]) -> None:
-    url, handler = event_api
-    handler.answer = (200, {"ids": ["01ID"], "status": 200})
-    assert asyncio.run(sdk.send_events(make_client(url), [EVENT])) == ["01ID"]
+def test_send_events_returns_the_ids(event_api: str) -> None:
+    assert asyncio.run(sdk.send_events(make_client(event_api), [EVENT, EVENT])) == ["id0", "id1"]
 
 
-def test_an_answer_refusing_the_events_is_rejected(event_api: tuple[str, type[_EventApi]]) -> None:
-    url, handler = event_api
-    handler.answer = (401, {"error": "event key not found", "ids": [], "status": 401})
-    with pytest.raises(sdk.EventsRejected, match="event key not found"):
-        asyncio.run(sdk.send_events(make_client(url), [EVENT]))
+def test_an_answer_refusing_the_events_is_rejected(event_api: str) -> None:
+    with pytest.raises(sdk.EventsRejected, match="Event key not found"):
+        asyncio.run(sdk.send_events(make_client(event_api, event_key="not-the-servers"), [EVENT]))
 
 
 def test_no_answer_at_all_is_unreachable() -> None:

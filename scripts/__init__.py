@@ -1,0 +1,1 @@
+"""The repository's command-line scripts; importable for their tests."""
