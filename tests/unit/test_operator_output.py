@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.support import ROOT, free_port
 
-from .procs import app_env, running_app
+from .app_process import app_env, running_app
 
 
 def test_sync_prints_one_progress_line_per_attempt(tmp_path: Path) -> None:

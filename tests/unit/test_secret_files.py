@@ -12,8 +12,8 @@ import pytest
 from app.settings import SECRET_SETTINGS, ConfigError, load_settings
 from tests.support import free_port
 
+from .app_process import app_env, running_app
 from .conftest import EVENT_KEY, SIGNING_KEY, fn_url, run_body, signed
-from .procs import app_env, running_app
 from .test_settings import GOOD_SELF_HOSTED
 
 
