@@ -50,11 +50,11 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-def _crd_validator(kind: str) -> jsonschema.protocols.Validator:
+def _crd_validator(kind: str, api_version: str = "v1") -> jsonschema.protocols.Validator:
     for path in CRDS.glob("*.yaml"):
         crd = yaml.safe_load(path.read_text())
         if crd["spec"]["names"]["kind"] == kind:
-            (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+            (version,) = [v for v in crd["spec"]["versions"] if v["name"] == api_version]
             schema = _strict(version["schema"]["openAPIV3Schema"])
             schema["properties"]["metadata"] = {"type": "object"}  # ObjectMeta: checked by the API server
             return jsonschema.Draft7Validator(schema)
