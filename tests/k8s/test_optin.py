@@ -1,4 +1,4 @@
-"""The opt-in components (ingress, ingress-inngest-cloud, inngest-ui-auth, keda), added to the overlays
+"""The opt-in components (ingress, ingress-inngest-cloud, inngest-ui-auth, keda, secret-files), added to the overlays
 they are meant for: strict schema validation, exact routes, the NetworkPolicy flows they add, and KEDA
 taking over from the HPA."""
 
@@ -18,8 +18,8 @@ from tests.k8s.test_render import K8S_VERSIONS, _crd_validator
 
 # overlay -> the opt-in components an operator adds to it (as the component files describe).
 COMBOS = {
-    "self-hosted": ("ingress", "inngest-ui-auth"),
-    "ha": ("ingress", "inngest-ui-auth", "keda"),
+    "self-hosted": ("ingress", "inngest-ui-auth", "secret-files"),
+    "ha": ("ingress", "inngest-ui-auth", "keda", "secret-files"),
     "cloud": ("ingress", "ingress-inngest-cloud"),
 }
 UI_FLOW = ("ingress", "inngest", "ingress-nginx/*", "8288/TCP")
@@ -135,3 +135,37 @@ def test_keda_is_offered_for_the_ha_storage_only() -> None:
     for overlay in ("self-hosted", "cloud"):
         overlay_text = (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
         assert "components/keda" not in overlay_text
+
+
+@pytest.mark.parametrize("overlay", ["self-hosted", "ha"])
+def test_secret_files_give_the_app_and_the_sync_job_their_keys_as_files(
+    combos: dict[str, list[Doc]], overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.settings import known_env_vars, load_settings
+
+    docs = combos[overlay]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("app-config"))
+    for kind, name, container in (("Deployment", "app", "app"), ("Job", "app-sync", "sync")):
+        spec = one(docs, kind, name)["spec"]["template"]["spec"]
+        (c,) = [c for c in spec["containers"] if c["name"] == container]
+        env = {e["name"]: e for e in c["env"]}
+        assert not {"INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY"} & set(env), f"{name}: key still in the environment"
+        (mount,) = [m for m in c["volumeMounts"] if m["name"] == "inngest-keys"]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "inngest-keys"]
+        assert volume["secret"]["secretName"] == "inngest-keys"
+        # The Secret as the kubelet would project it, then the app's own settings model reads it.
+        keys = {"INNGEST_SIGNING_KEY": "ab" * 32, "INNGEST_EVENT_KEY": "event-key"}
+        files = tmp_path / name
+        files.mkdir()
+        for item in volume["secret"]["items"]:
+            (files / item["path"]).write_text(keys[item["key"]] + "\n")
+        for var in known_env_vars():
+            monkeypatch.delenv(var, raising=False)
+        for var, value in config.get("data", {}).items():
+            monkeypatch.setenv(var, value)
+        for var, entry in env.items():
+            if "value" in entry:
+                monkeypatch.setenv(var, entry["value"].replace(mount["mountPath"], str(files)))
+        settings = load_settings()
+        assert (settings.signing_key, settings.inngest_event_key) == (keys["INNGEST_SIGNING_KEY"], "event-key")
