@@ -39,8 +39,9 @@ class Ledger:
         key = (side_effects.c.run_id == run_id) & (side_effects.c.step == step)
         async with self.engine.begin() as conn:
             claim = self._insert(side_effects).values(run_id=run_id, step=step, kind=kind, created_at=_now())
-            claimed = await conn.execute(claim.on_conflict_do_nothing())
-            if claimed.rowcount == 1:
+            # RETURNING says whether this insert won; rowcount is not reliable across drivers here.
+            claimed = await conn.execute(claim.on_conflict_do_nothing().returning(side_effects.c.run_id))
+            if claimed.first() is not None:
                 result = await effect(conn)
                 await conn.execute(update(side_effects).where(key).values(result=result))
                 outcome = "performed"
