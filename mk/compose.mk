@@ -28,7 +28,7 @@ endif
 # run the sync job in the foreground; its exit code (and its one-line reason) decide.
 up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
 	@$(PYTHON) scripts/make_env.py $(ENV_FILE)
-	$(COMPOSE) up -d --build --wait --wait-timeout 300 $$($(COMPOSE) config --services | grep -vx sync)
+	$(COMPOSE) up -d --build --wait --wait-timeout 300 $$($(COMPOSE) config --services | grep -vxE 'sync|migrate|app-db-init')
 	@$(COMPOSE) run --rm --no-deps sync || { \
 	  echo "make up: the sync job failed (reason above); fix it, then run: make sync" >&2; exit 1; }
 	@echo "stack up and synced: app http://127.0.0.1:$${APP_PORT:-8000}  inngest http://127.0.0.1:8288  prometheus http://127.0.0.1:9090"

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATED = {
     "INNGEST_SIGNING_KEY": 32,
     "INNGEST_EVENT_KEY": 32,
+    "APP_DB_PASSWORD": 24,
     "POSTGRES_PASSWORD": 24,
     "REDIS_PASSWORD": 24,
     "GRAFANA_ADMIN_PASSWORD": 16,

@@ -34,7 +34,13 @@ def test_make_env_creates_fresh_private_keys(tmp_path: Path) -> None:
     key = env_a["INNGEST_SIGNING_KEY"]
     # `inngest start` only accepts even-length hex.
     assert re.fullmatch(r"(?:[0-9a-f]{2}){32}", key)
-    for name in ("INNGEST_EVENT_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+    for name in (
+        "INNGEST_EVENT_KEY",
+        "APP_DB_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         assert re.fullmatch(r"[0-9a-f]{32,}", env_a[name]), name
         assert env_a[name] != env_b[name], f"{name} is not random"
     assert len(set(env_a.values())) == len(env_a), "every secret is distinct"
@@ -112,7 +118,7 @@ shift
 echo "$*" >> "$FAKE_LOG"
 case " $* " in
   *" version "*) echo "Docker Compose version v2.40.3" ;;
-  *" config --services "*) printf 'app\ninngest\nsync\nprometheus\n' ;;
+  *" config --services "*) printf 'db\nmigrate\napp\ninngest\nsync\nprometheus\n' ;;
   *" run --rm --no-deps sync "*)
     [ "${FAKE_SYNC_EXIT:-0}" = 0 ] && echo "sync ok" && exit 0
     echo "sync failed (rejected): server refused the registration: signing key invalid" >&2
@@ -157,8 +163,9 @@ def test_make_up_order_and_mode(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     steps = [c for c in calls if " up " in f" {c} " or " run " in f" {c} "]
     assert len(steps) == 2 and " up " in f" {steps[0]} " and steps[1].endswith("run --rm --no-deps sync")
-    # `up --wait` gets every service but the one-shot job (it would count its exit as a failure).
-    assert steps[0].endswith("--wait-timeout 300 app inngest prometheus"), steps[0]
+    # `up --wait` gets every service but the one-shot jobs (it would count their exit as a failure); migrate
+    # still runs first, as the app's dependency.
+    assert steps[0].endswith("--wait-timeout 300 db app inngest prometheus"), steps[0]
     assert all("-f docker-compose.yml -f deploy/compose/ha.yml" in c for c in steps)
     assert all("--env-file" in c for c in steps)
 

@@ -75,8 +75,46 @@ def test_start_order(rendered, mode: str) -> None:
     assert sync["command"] == ["python", "-m", "app", "sync"]
     assert sync["image"] == services["app"]["image"]
     for name, svc in services.items():
-        if name != "sync":
+        if svc.get("restart") != "no":  # every long-running service; the one-shot jobs exit
             assert "test" in svc.get("healthcheck", {}), f"{name} has no health check"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_database_is_healthy_and_migrated_before_the_app_starts(rendered, mode: str) -> None:
+    services = rendered[mode]["services"]
+    app, migrate = services["app"], services["migrate"]
+    assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert migrate["command"] == ["python", "-m", "app", "migrate"] and migrate["restart"] == "no"
+    assert migrate["image"] == app["image"]
+    assert migrate["environment"]["DATABASE_URL"] == app["environment"]["DATABASE_URL"]
+    # db (or, in ha, the server it shares with Inngest under the alias `db`) healthy -> migrate.
+    (first,) = migrate["depends_on"]
+    server = "postgres" if mode == "ha" else "db"
+    if mode == "ha":
+        assert first == "app-db-init" and migrate["depends_on"][first]["condition"] == "service_completed_successfully"
+        assert services[first]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "db" not in services and services["postgres"]["networks"]["default"]["aliases"] == ["db"]
+    else:
+        assert first == "db" and migrate["depends_on"]["db"]["condition"] == "service_healthy"
+        assert services["db"]["volumes"][0]["source"] == "app-db-data"
+        assert services["db"]["environment"]["POSTGRES_PASSWORD"] == TEST_ENV["APP_DB_PASSWORD"]
+    assert services[server]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "ports" not in services[server]  # never published
+    url = app["environment"]["DATABASE_URL"]
+    assert url == f"postgresql://app:{TEST_ENV['APP_DB_PASSWORD']}@db:5432/app"
+
+
+def test_ha_gives_the_app_its_own_user_and_database_on_the_shared_server(rendered) -> None:
+    services = rendered["ha"]["services"]
+    init = services["app-db-init"]
+    # The same image as the server and the app's `db`: one pin, in docker-compose.yml's x-postgres-image.
+    assert init["image"] == services["postgres"]["image"] == rendered["base"]["services"]["db"]["image"]
+    assert init["environment"]["PGHOST"] == "postgres" and init["environment"]["PGUSER"] == "inngest"
+    assert init["environment"]["APP_DB_PASSWORD"] == TEST_ENV["APP_DB_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in init["environment"]  # nothing of the app's own `db` leaks in
+    assert "healthcheck" not in init or not init["healthcheck"].get("test")
+    sql = (ROOT / "deploy/compose/postgres/app-db.sql").read_text()
+    assert "CREATE ROLE app" in sql and "CREATE DATABASE app OWNER app" in sql
 
 
 def test_ha_server_waits_for_its_stores(rendered) -> None:

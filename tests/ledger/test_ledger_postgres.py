@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import httpx
 import psycopg
+import pytest
 
 from app.migrate import head
 from app.sdk import signed_headers
@@ -28,7 +29,7 @@ from tests.ledger.conftest import (
 )
 from tests.standin.fixtures import PYTHON, AppProcess
 from tests.support import ROOT, free_port, wait_until
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer, postgres_bindir, postgres_server
 
 STEPS = 200
 
@@ -177,3 +178,30 @@ def test_the_app_role_owns_its_tables_without_superuser_rights(postgres: Postgre
         "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", database=dbname(url)
     )
     assert owners == url.split("//", 1)[1].split(":", 1)[0]
+
+
+def test_ha_app_database_script_is_idempotent_and_confines_each_user(
+    replica_factory: Callable[..., AppProcess],
+) -> None:
+    """deploy/compose/postgres/app-db.sql as the ha one-shot runs it, twice, on a server that holds Inngest's."""
+    script = ROOT / "deploy" / "compose" / "postgres" / "app-db.sql"
+    with postgres_server() as pg:
+        pg.create_user("inngest", "inngest-pw")
+        pg.create_database("inngest", owner="inngest")
+        for password in ("first-pw", "rotated-pw"):  # a second start, after APP_DB_PASSWORD changed in .env
+            run = subprocess.run(
+                [str(postgres_bindir() / "psql"), "-v", "ON_ERROR_STOP=1", "-v", f"pw={password}", "-f", str(script)],
+                env={"PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres", "PGPASSWORD": pg.password},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert run.returncode == 0, run.stderr
+        url = pg.dsn("app", user="app", password="rotated-pw")
+        assert migrate(url).returncode == 0
+        app = replica_factory(NoServer(), url)  # the app works as `app` on its own database
+        assert app.readyz()["status_code"] == 200
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            psycopg.connect(pg.dsn("inngest", user="app", password="rotated-pw"))
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            psycopg.connect(pg.dsn("app", user="inngest", password="inngest-pw"))
