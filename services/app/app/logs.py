@@ -1,4 +1,5 @@
-"""JSON log lines on stdout; records inside an Inngest run carry its run id, function and step."""
+"""JSON log lines on stdout; records inside an Inngest run carry its run id, function and step (and the
+trace id when tracing is on)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import inngest
 from pythonjsonlogger.json import JsonFormatter
 
+from app import tracing
+
 # Set by the Inngest middleware for the duration of one invocation; read by the log filter.
 run_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("run_context", default=None)
 
@@ -23,6 +26,8 @@ class _RunContextFilter(logging.Filter):
         if ctx:
             for key, value in ctx.items():
                 setattr(record, key, value)
+        if trace_id := tracing.current_trace_id():
+            record.trace_id = trace_id
         return True
 
 
@@ -36,8 +41,12 @@ class RunLogContext(inngest.Middleware):
         steps: inngest.StepMemos,
     ) -> None:
         run_context.set({"run_id": ctx.run_id, "function": function.local_id, "attempt": ctx.attempt})
+        tracing.start_invocation(ctx.run_id, function.local_id, ctx.attempt)
         if isinstance(ctx.step, inngest.Step):
             ctx.step = typing.cast(inngest.Step, _StepLogContext(ctx.step))
+
+    async def before_response(self) -> None:
+        tracing.end_invocation()
 
 
 class _StepLogContext:
@@ -51,10 +60,12 @@ class _StepLogContext:
 
     async def run(self, step_id: str, handler: Any, *args: Any, **kwargs: Any) -> Any:
         async def in_step(*handler_args: Any) -> Any:
-            token = run_context.set({**(run_context.get() or {}), "step": step_id})
+            run = run_context.get() or {}
+            token = run_context.set({**run, "step": step_id})
             try:
-                result = handler(*handler_args)
-                return await result if inspect.isawaitable(result) else result
+                with tracing.step_span(step_id, run):
+                    result = handler(*handler_args)
+                    return await result if inspect.isawaitable(result) else result
             finally:
                 run_context.reset(token)
 

@@ -12,7 +12,7 @@ import httpx
 import inngest.fast_api
 from fastapi import FastAPI
 
-from app import __version__, errors, events, health
+from app import __version__, errors, events, health, tracing
 from app.db import async_engine
 from app.effects import Ledger
 from app.functions import build_functions
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.include_router(health.router)
     app.include_router(events.router)
     setup_metrics(app, settings, len(functions))
+    tracing.setup_tracing(app, settings.otel_exporter_otlp_endpoint)
     app.add_middleware(
         SyncObserver,
         path=settings.inngest_serve_path,

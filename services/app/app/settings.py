@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     inngest_allow_loopback_origin: bool = False
     inngest_sync_on_startup: bool | None = None
     inngest_sync_timeout: float = Field(default=60.0, gt=0)
+    # Traces are on when this is set (an OTLP/HTTP collector, e.g. http://otel-collector:4318); the other
+    # standard OTEL_* variables are read by the OpenTelemetry SDK itself.
+    otel_exporter_otlp_endpoint: str | None = None
 
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -221,6 +224,11 @@ def _problems(s: Settings) -> list[str]:
     if not s.inngest_serve_path.startswith("/") or s.inngest_serve_path.endswith("/"):
         problems.append("INNGEST_SERVE_PATH: must start with / and not end with / (e.g. /api/inngest)")
 
+    if s.otel_exporter_otlp_endpoint and not _has_http_scheme(s.otel_exporter_otlp_endpoint):
+        problems.append(
+            "OTEL_EXPORTER_OTLP_ENDPOINT: must be the http(s) URL of an OTLP/HTTP collector "
+            "(e.g. http://otel-collector:4318); unset it to turn tracing off"
+        )
     if s.log_level.upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)} (got {s.log_level!r})")
 
