@@ -4,27 +4,33 @@ OVERLAY ?= self-hosted
 K8S_OVERLAYS := self-hosted ha cloud
 K8S_DIR := deploy/k8s/overlays/$(OVERLAY)
 K8S_NAMESPACE ?= fastapi-inngest
-K8S_SYNC_TIMEOUT ?= 10m
+K8S_ROLLOUT_TIMEOUT ?= 10m
+# Overlay deployed before, for k8s-prune (e.g. FROM=ha OVERLAY=cloud).
+FROM ?=
 
 # checkov pins dozens of packages of its own: it gets a separate virtualenv.
 CHECKOV_VERSION := 3.3.30
 VENV_CHECKOV := .venv-checkov
 CHECKOV := $(VENV_CHECKOV)/bin/checkov
 
-.PHONY: k8s-render k8s-apply k8s-sync-monitoring k8s-checkov checkov-venv
+.PHONY: k8s-render k8s-apply k8s-prune k8s-sync-monitoring k8s-checkov checkov-venv
 
 k8s-render: ## Print the manifests of OVERLAY=self-hosted|ha|cloud
 	@test -d $(K8S_DIR) || { echo "unknown OVERLAY=$(OVERLAY) (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
 	@$(KUBECTL) kustomize $(K8S_DIR)
 
-# Jobs are immutable and the server never re-syncs a healthy app: drop the previous sync Job so
-# this deploy runs (and verifies) a fresh sync, then wait for it.
+# Apply all but the sync Job, wait for the rollout, then run a fresh sync Job and watch it until it
+# completes or fails (with its logs): scripts/k8s_apply.sh says why each step is where it is.
 k8s-apply: ## kubectl apply -k OVERLAY=... to the current context, then wait for the verified sync
 	@test -d $(K8S_DIR) || { echo "unknown OVERLAY=$(OVERLAY) (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
-	$(KUBECTL) -n $(K8S_NAMESPACE) delete job app-sync --ignore-not-found
-	$(KUBECTL) apply -k $(K8S_DIR)
-	$(KUBECTL) -n $(K8S_NAMESPACE) wait --for=condition=complete --timeout=$(K8S_SYNC_TIMEOUT) job/app-sync \
-	  || { $(KUBECTL) -n $(K8S_NAMESPACE) logs job/app-sync --all-containers --tail=20; exit 1; }
+	KUBECTL="$(KUBECTL)" ROLLOUT_TIMEOUT=$(K8S_ROLLOUT_TIMEOUT) scripts/k8s_apply.sh $(K8S_NAMESPACE) $(K8S_DIR)
+
+# The venv only for PyYAML: order-only, so a newer requirements file does not reinstall it mid-switch.
+k8s-prune: | $(VENV)/.installed ## Delete what overlay FROM=... has and OVERLAY=... has not (PVCs kept)
+	@test -d $(K8S_DIR) || { echo "unknown OVERLAY=$(OVERLAY) (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
+	@test -n "$(FROM)" -a -d deploy/k8s/overlays/$(FROM) || { echo "FROM=<the overlay deployed now> (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
+	@stale=$$(KUBECTL="$(KUBECTL)" $(PY) scripts/k8s_stale.py deploy/k8s/overlays/$(FROM) $(K8S_DIR)) && \
+	  if [ -n "$$stale" ]; then $(KUBECTL) -n $(K8S_NAMESPACE) delete --ignore-not-found $$stale; fi
 
 k8s-sync-monitoring: $(VENV)/.installed ## Copy the compose alert rules + Grafana dashboards into deploy/k8s
 	$(PY) deploy/k8s/sync_monitoring.py

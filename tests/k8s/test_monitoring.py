@@ -117,3 +117,24 @@ def test_release_label_is_set_and_patchable(tmp_path: Path) -> None:
     for kind in ("ServiceMonitor", "PrometheusRule"):
         for obj in find(patched, kind):
             assert obj["metadata"]["labels"]["release"] == "prom"
+
+
+def test_dashboard_takes_the_max_of_the_shared_queue_depth() -> None:
+    """Every ha server replica reports the same shared queue: a sum would multiply it by the replicas."""
+    exprs = [
+        target["expr"]
+        for path in DASHBOARDS
+        for panel in json.loads(path.read_text())["panels"]
+        for target in panel.get("targets", [])
+        if "inngest_queue_depth" in target.get("expr", "")
+    ]
+    assert exprs
+    for expr in exprs:
+        assert expr.replace(" ", "").startswith("max("), expr
+
+
+def test_never_synced_alert_is_per_app_not_per_replica() -> None:
+    """In cloud only the replica that served the sync Job's PUT records a sync (promtool case in
+    deploy/compose/prometheus/alerts_test.yml: two replicas, one synced, no alert)."""
+    (rule,) = [r for g in _compose_groups() for r in g["rules"] if r.get("alert") == "InngestAppNeverSynced"]
+    assert "by (job)" in rule["expr"] and "instance" not in rule["expr"]

@@ -11,11 +11,15 @@ from tests.k8s.conftest import Doc, find, pod_specs
 Flow = tuple[str, str, str, str]  # (direction, pod, peer, port/protocol)
 
 PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+# NodeLocal DNSCache's link-local listen address (served by a hostNetwork pod: no selector matches it).
+NODE_LOCAL_DNS = "169.254.20.10/32"
 
 COMMON: set[Flow] = {
-    # DNS for every pod.
+    # DNS for every pod: CoreDNS pods, or NodeLocal DNSCache in front of them.
     ("egress", "*", "kube-system/kube-dns", "53/UDP"),
     ("egress", "*", "kube-system/kube-dns", "53/TCP"),
+    ("egress", "*", NODE_LOCAL_DNS, "53/UDP"),
+    ("egress", "*", NODE_LOCAL_DNS, "53/TCP"),
     # Ingress controller and Prometheus -> app (metrics share the API port).
     ("ingress", "app", "ingress-nginx/*", "8000/TCP"),
     ("ingress", "app", "monitoring/prometheus", "8000/TCP"),
@@ -46,6 +50,8 @@ CLOUD: set[Flow] = {
     # App -> Inngest Cloud; sync Job -> the public serve origin.
     ("egress", "app", "public", "443/TCP"),
     ("egress", "app-sync", "public", "443/TCP"),
+    # ... where the cluster routes the load balancer's IP straight to the ingress controller pod.
+    ("egress", "app-sync", "ingress-nginx/*", "443/TCP"),
 }
 EXPECTED = {
     "self-hosted": COMMON | SERVER,
@@ -68,6 +74,8 @@ def _pods(selector: dict[str, Any]) -> list[str]:
 
 def _peers(peer: dict[str, Any]) -> list[str]:
     if "ipBlock" in peer:
+        if peer["ipBlock"] == {"cidr": NODE_LOCAL_DNS}:
+            return [NODE_LOCAL_DNS]
         assert peer["ipBlock"] == {"cidr": "0.0.0.0/0", "except": PRIVATE}, peer
         return ["public"]
     assert set(peer) <= {"namespaceSelector", "podSelector"}, peer
@@ -154,3 +162,16 @@ def test_allowed_ports_are_container_ports(overlay: tuple[str, list[Doc]]) -> No
 def test_server_can_reach_the_app_port(name: str, rendered: dict[str, list[Doc]]) -> None:
     """The official chart's policy lets the server out only to 5432/6379/80/443/53; ours reaches 8000."""
     assert ("egress", "inngest", "same/app", "8000/TCP") in flows(rendered[name])
+
+
+def test_dns_works_with_node_local_dns_cache(overlay: tuple[str, list[Doc]]) -> None:
+    """Every pod may ask 169.254.20.10 on UDP and TCP 53, not only the kube-dns pods."""
+    _, docs = overlay
+    found = flows(docs)
+    assert {("egress", "*", NODE_LOCAL_DNS, "53/UDP"), ("egress", "*", NODE_LOCAL_DNS, "53/TCP")} <= found
+
+
+def test_cloud_sync_job_reaches_the_ingress_controller_directly(rendered: dict[str, list[Doc]]) -> None:
+    """The public origin may resolve to a load balancer IP that kube-proxy/Cilium short-circuit to the
+    ingress-nginx pod (a private address the public rule excludes)."""
+    assert ("egress", "app-sync", "ingress-nginx/*", "443/TCP") in flows(rendered["cloud"])

@@ -284,3 +284,117 @@ def test_image_tags_match_compose(rendered: dict[str, list[Doc]]) -> None:
     for repo, image in expected.items():
         assert seen[repo] == {image}, f"k8s {seen[repo]} != compose {image}"
     assert len(seen[APP_IMAGE]) == 1
+
+
+def _quantity(value: str | int) -> float:
+    """Kubernetes CPU (cores) or memory (bytes) quantity as a number."""
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def test_no_pod_gets_service_link_variables(overlay: tuple[str, list[Doc]]) -> None:
+    """The Service `inngest` would inject INNGEST_PORT=tcp://..., which `inngest start` reads as its port."""
+    _, docs = overlay
+    for workload, spec in pod_specs(docs):
+        assert spec.get("enableServiceLinks") is False, f"{workload['kind']}/{workload['metadata']['name']}"
+
+
+@pytest.mark.parametrize("name", ["self-hosted", "ha"])
+def test_server_resources_and_grace_as_the_official_chart(name: str, rendered: dict[str, list[Doc]]) -> None:
+    """Queue and state live in the server process: not first in line for eviction, time to shut down."""
+    spec = one(rendered[name], "Deployment", "inngest")["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    requests, limits = server["resources"]["requests"], server["resources"]["limits"]
+    assert _quantity(requests["cpu"]) >= 0.5
+    assert _quantity(requests["memory"]) >= 2**30
+    # Usage never exceeds the request: the kubelet evicts pods above their requests first.
+    assert _quantity(requests["memory"]) == _quantity(limits["memory"])
+    assert spec["terminationGracePeriodSeconds"] >= 60
+
+
+def test_server_publishes_only_its_http_port(overlay: tuple[str, list[Doc]]) -> None:
+    """The connect gateway (8289) serves SDKs in `connect` mode, which the app does not use."""
+    _, docs = overlay
+    for deployment in find(docs, "Deployment", "inngest"):
+        (server,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert server["ports"] == [{"name": "http", "containerPort": 8288, "protocol": "TCP"}]
+        assert [p["port"] for p in one(docs, "Service", "inngest")["spec"]["ports"]] == [8288]
+
+
+def test_redis_caps_memory_below_its_limit_and_never_evicts(rendered: dict[str, list[Doc]]) -> None:
+    (redis,) = one(rendered["ha"], "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"]
+    command = redis["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert flags["--maxmemory-policy"] == "noeviction", "an eviction policy would drop queued work"
+    value = flags["--maxmemory"].lower()
+    assert value.endswith("mb"), value
+    maxmemory = int(value[:-2]) * 2**20
+    limit = _quantity(redis["resources"]["limits"]["memory"])
+    # Headroom for the AOF-rewrite fork's copy-on-write pages and client buffers.
+    assert maxmemory <= 0.7 * limit, (maxmemory, limit)
+
+
+def test_hpa_scales_on_real_load_not_on_a_tiny_request(overlay: tuple[str, list[Doc]]) -> None:
+    """The HPA's target is a share of the request: 70 % of 100m would scale out an idle-ish app."""
+    _, docs = overlay
+    hpa = one(docs, "HorizontalPodAutoscaler", "app")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    (app,) = one(docs, "Deployment", "app")["spec"]["template"]["spec"]["containers"]
+    request = _quantity(app["resources"]["requests"]["cpu"])
+    limit = _quantity(app["resources"]["limits"]["cpu"])
+    threshold = request * metric["resource"]["target"]["averageUtilization"] / 100
+    assert threshold >= 0.15, f"scales out at {threshold * 1000:.0f}m of CPU"
+    assert limit / request <= 4
+
+
+def test_ha_server_has_no_sqlite_leftovers(rendered: dict[str, list[Doc]]) -> None:
+    """With Postgres set, --sqlite-dir and a data volume are ignored: ha renders neither."""
+    spec = one(rendered["ha"], "Deployment", "inngest")["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    assert not [a for a in server["command"] + server["args"] if "sqlite" in a]
+    assert "INNGEST_SQLITE_DIR" not in {e["name"] for e in server["env"]}
+    assert [v["name"] for v in spec["volumes"]] == ["tmp"]
+    # self-hosted keeps SQLite, on the PVC.
+    spec = one(rendered["self-hosted"], "Deployment", "inngest")["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    assert {"name": "INNGEST_SQLITE_DIR", "value": "/data"} in server["env"]
+    assert {"name": "data", "mountPath": "/data"} in server["volumeMounts"]
+
+
+def test_volume_claim_templates_are_left_as_written(rendered: dict[str, list[Doc]]) -> None:
+    """volumeClaimTemplates cannot change after creation: no transformer may write labels there."""
+    for statefulset in find(rendered["ha"], "StatefulSet"):
+        for claim in statefulset["spec"]["volumeClaimTemplates"]:
+            assert claim["metadata"] == {"name": "data"}, statefulset["metadata"]["name"]
+        # The pod template still carries the common label.
+        assert statefulset["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fastapi-inngest"
+
+
+def test_every_object_carries_the_part_of_label(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    for d in docs:
+        assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fastapi-inngest", d["metadata"]["name"]
+    for workload, _ in pod_specs(docs):
+        assert workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fastapi-inngest"
+
+
+def test_datastores_run_as_their_image_users(rendered: dict[str, list[Doc]]) -> None:
+    """The Alpine images' own users (postgres 70:70, redis 999:1000): the data directories they create
+    belong to them, and Pod Security `restricted` needs a non-root uid."""
+    for name, uid, gid in (("postgres", 70, 70), ("redis", 999, 1000)):
+        spec = one(rendered["ha"], "StatefulSet", name)["spec"]["template"]["spec"]
+        assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]) == (uid, gid)
+        assert spec["securityContext"]["fsGroup"] == gid
+
+
+def test_ha_server_drains_one_replica_at_a_time(rendered: dict[str, list[Doc]]) -> None:
+    docs = rendered["ha"]
+    pdb = one(docs, "PodDisruptionBudget", "inngest")["spec"]
+    server = one(docs, "Deployment", "inngest")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= server["template"]["metadata"]["labels"].items()
+    assert 0 < pdb["minAvailable"] < server["replicas"]
