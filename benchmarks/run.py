@@ -43,6 +43,7 @@ FN_ID = f"{APP_ID}-test-integration"
 SERVE_PATH = "/api/inngest"
 STEP_PATH = f"{SERVE_PATH}?fnId={FN_ID}&stepId=step"
 EVENT_KEY = "bench-event-key"
+EVENT_API_TOKEN = "bench-event-api-token-0001"  # the event API caller (EVENT_API_KEYS)
 # Registered URL only (the app validates it is not loopback); nothing connects to it during the run.
 SERVE_ORIGIN = "http://app:8000"
 
@@ -326,6 +327,7 @@ class Env:
                 "INNGEST_BASE_URL": f"http://127.0.0.1:{self.sink_port}",
                 "INNGEST_SIGNING_KEY": self.signing_key,
                 "INNGEST_EVENT_KEY": EVENT_KEY,
+                "EVENT_API_KEYS": EVENT_API_TOKEN,
                 "INNGEST_SERVE_ORIGIN": SERVE_ORIGIN,
                 "INNGEST_SYNC_ON_STARTUP": "false",
                 "HOST": "127.0.0.1",
@@ -865,7 +867,7 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float | None]:
 
 def phase_events(env: Env, prof: Profile, app: Server) -> dict[str, Any]:
     body = json.dumps({"name": "bench/event", "data": {"n": 1}}, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {EVENT_API_TOKEN}"}
     status, _, raw = http_request(app.port, "POST", "/api/events", body, headers)
     if status != 200 or not json.loads(raw).get("ids"):
         raise RuntimeError(f"/api/events gave {status} {raw[:300]!r}")

@@ -20,6 +20,8 @@ GENERATED = {
     "INNGEST_SIGNING_KEY": 32,
     "INNGEST_EVENT_KEY": 32,
     "APP_DB_PASSWORD": 24,
+    # The bearer token `make send` (and any other client of the app's event API) presents.
+    "EVENT_API_KEYS": 32,
     "POSTGRES_PASSWORD": 24,
     "REDIS_PASSWORD": 24,
     "GRAFANA_ADMIN_PASSWORD": 16,
@@ -51,6 +53,7 @@ def main(argv: list[str]) -> int:
             f.write(text)
         print(f"created {target} with fresh random keys")
         return 0
+    os.chmod(target, 0o600)  # it holds secrets, whoever created it and with whatever umask
     names = missing(target.read_text())
     if names:
         with target.open("a") as f:

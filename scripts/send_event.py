@@ -3,7 +3,8 @@
 
     python3 scripts/send_event.py [name] [json-data]
 defaults: test/integration {"message": "Hello"}; APP_URL, else http://127.0.0.1:$APP_PORT with APP_PORT
-from the environment or from .env (ENV_FILE), the file `make up` writes; 8000 without either.
+from the environment or from .env (ENV_FILE), the file `make up` writes; 8000 without either. The bearer
+token is EVENT_API_KEY, or else the first token of EVENT_API_KEYS (the environment, then .env).
 """
 
 from __future__ import annotations
@@ -38,10 +39,24 @@ def app_url(env: dict[str, str] | None = None) -> str:
 APP_URL = app_url()
 
 
-def send(name: str = "test/integration", data: dict | None = None, app_url: str = APP_URL) -> list[str]:
+def api_token(env: dict[str, str] | None = None) -> str | None:
+    """EVENT_API_KEY, else the first token of EVENT_API_KEYS (the environment, then .env)."""
+    env = dotenv() if env is None else env
+    keys = os.environ.get("EVENT_API_KEY") or os.environ.get("EVENT_API_KEYS") or env.get("EVENT_API_KEYS", "")
+    first = keys.split(",")[0].strip()
+    return first.split("=", 1)[0] or None  # a token's name patterns follow its `=`
+
+
+def send(
+    name: str = "test/integration", data: dict | None = None, app_url: str = APP_URL, token: str | None = None
+) -> list[str]:
     body = json.dumps({"name": name, "data": data if data is not None else {"message": "Hello"}}).encode()
+    headers = {"Content-Type": "application/json"}
+    token = token or api_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(  # noqa: S310 - fixed http(s) URL from config
-        f"{app_url}/api/events", data=body, method="POST", headers={"Content-Type": "application/json"}
+        f"{app_url}/api/events", data=body, method="POST", headers=headers
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
         return list(json.load(resp)["ids"])
@@ -53,7 +68,8 @@ def main(argv: list[str]) -> int:
     try:
         ids = send(name, data)
     except urllib.error.HTTPError as e:
-        print(f"event API answered {e.code}: {e.read().decode(errors='replace')[:300]}", file=sys.stderr)
+        hint = " (no token: set EVENT_API_KEYS in .env, make up creates it)" if e.code == 401 else ""
+        print(f"event API answered {e.code}: {e.read().decode(errors='replace')[:300]}{hint}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"app not reachable at {APP_URL}: {e} (is the stack up? make up)", file=sys.stderr)

@@ -52,13 +52,19 @@ def stub() -> Iterator[tuple[str, type[Recorder]]]:
         server.server_close()
 
 
-def test_send_event_posts_to_the_event_api(stub) -> None:
+def test_send_event_posts_to_the_event_api_with_the_first_token_from_env_file(stub, tmp_path, monkeypatch) -> None:
     url, handler = stub
     handler.replies.append((200, {"ids": ["01JABC"]}))
+    env_file = tmp_path / ".env"
+    env_file.write_text("INNGEST_EVENT_KEY=x\nEVENT_API_KEYS=first-token=test/*,second-token\n")
+    for name in ("EVENT_API_KEY", "EVENT_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENV_FILE", str(env_file))
     ids = send_event.send("test/integration", {"message": "Hello"}, app_url=url)
     assert ids == ["01JABC"]
-    method, path, _, body = handler.requests[0]
+    method, path, headers, body = handler.requests[0]
     assert (method, path, body) == ("POST", "/api/events", {"name": "test/integration", "data": {"message": "Hello"}})
+    assert headers["Authorization"] == "Bearer first-token"
 
 
 def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:

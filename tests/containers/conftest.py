@@ -571,6 +571,7 @@ class Stack:
     ports: dict[str, int]
     signing_key: str
     event_key: str
+    event_api_token: str
     started_at: float = 0.0
     up: subprocess.CompletedProcess[str] | None = None
 
@@ -650,6 +651,7 @@ def stack(engine: Engine, images: Images) -> Iterator[Stack]:
     values = {
         "INNGEST_SIGNING_KEY": secrets.token_hex(32),
         "INNGEST_EVENT_KEY": secrets.token_hex(16),
+        "EVENT_API_KEYS": secrets.token_hex(16),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),  # profile not started; the file requires it
         "APP_IMAGE": images.app,
         "CT_STANDIN_IMAGE": images.standin,
@@ -674,6 +676,7 @@ def stack(engine: Engine, images: Images) -> Iterator[Stack]:
         ports=ports,
         signing_key=values["INNGEST_SIGNING_KEY"],
         event_key=values["INNGEST_EVENT_KEY"],
+        event_api_token=values["EVENT_API_KEYS"],
     )
     # `docker events --since` has one-second resolution: start from the previous second.
     st.started_at = time.time() - 1

@@ -19,9 +19,10 @@ from tests.support import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 
-def http_json(url: str, body: Any = None, timeout: float = 5) -> tuple[int, Any]:
+def http_json(url: str, body: Any = None, timeout: float = 5, token: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -122,7 +123,9 @@ def test_app_runs_as_non_root_on_a_read_only_root_fs(stack, engine, images):
 
 def test_integration_event_runs_to_completion_in_the_standin(stack):
     status, body = http_json(
-        stack.url("app", "/api/events"), {"name": "test/integration", "data": {"message": "Hello from compose"}}
+        stack.url("app", "/api/events"),
+        {"name": "test/integration", "data": {"message": "Hello from compose"}},
+        token=stack.event_api_token,
     )
     assert status == 200, body
     (event_id,) = body["ids"]

@@ -31,7 +31,7 @@ def target() -> Iterator[tuple[App, EventSink]]:
 @pytest.fixture
 def client(target: tuple[App, EventSink]) -> Iterator[httpx.Client]:
     app, _ = target
-    with httpx.Client(base_url=app.url, timeout=30) as http:
+    with httpx.Client(base_url=app.url, timeout=30, headers=app.auth) as http:
         yield http
 
 

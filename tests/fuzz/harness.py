@@ -61,6 +61,8 @@ class EventSink:
     def __init__(self, event_key: str) -> None:
         self.event_key = event_key
         self.received: Counter[str] = Counter()
+        self.ids: list[str | None] = []  # the id each event arrived with
+        self.accept = True  # False: answer 200 with no ids (the server accepted none)
         self.lock = threading.Lock()
         sink = self
 
@@ -83,7 +85,9 @@ class EventSink:
                 with sink.lock:
                     for event in events:
                         sink.received[str(event.get("name"))] += 1
-                self._answer(200, {"ids": [secrets.token_hex(13) for _ in events], "status": 200})
+                        sink.ids.append(event.get("id"))
+                ids = [secrets.token_hex(13) for _ in events] if sink.accept else []
+                self._answer(200, {"ids": ids, "status": 200})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -119,6 +123,8 @@ class App:
         self.url = f"http://127.0.0.1:{self.port}"
         self.signing_key = signing_key or secrets.token_hex(32)
         self.event_key = event_key or secrets.token_hex(16)
+        self.event_api_token = secrets.token_hex(16)
+        self.auth = {"Authorization": f"Bearer {self.event_api_token}"}
         self.log_path = tmp / f"app-{self.port}.log"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -126,6 +132,7 @@ class App:
             "INNGEST_BASE_URL": base_url,
             "INNGEST_SIGNING_KEY": self.signing_key,
             "INNGEST_EVENT_KEY": self.event_key,
+            "EVENT_API_KEYS": self.event_api_token,
             "INNGEST_SERVE_ORIGIN": self.url,
             "INNGEST_ALLOW_LOOPBACK_ORIGIN": "1",
             "INNGEST_SYNC_ON_STARTUP": "false",

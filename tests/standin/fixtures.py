@@ -23,6 +23,8 @@ import pytest
 
 from tests.support import ROOT, free_port, wait_until
 
+# The event API token of every app process the tests start (EVENT_API_KEYS).
+EVENT_API_TOKEN = secrets.token_hex(16)
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 
 
@@ -238,6 +240,7 @@ class AppProcess(_Process):
             "INNGEST_BASE_URL": standin.url,
             "INNGEST_SIGNING_KEY": standin.signing_key,
             "INNGEST_EVENT_KEY": standin.event_key,
+            "EVENT_API_KEYS": EVENT_API_TOKEN,
             "INNGEST_SERVE_ORIGIN": self.url,
             "INNGEST_ALLOW_LOOPBACK_ORIGIN": "true",  # the server reaches the app over loopback here
             "HOST": "127.0.0.1",
@@ -249,7 +252,8 @@ class AppProcess(_Process):
             "SIDE_EFFECTS_DB": str(self.side_effects_db),
             **env,
         }
-        self.http = httpx.Client(base_url=self.url, timeout=10)
+        # The tests are the event API's one caller: every request carries its token.
+        self.http = httpx.Client(base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {EVENT_API_TOKEN}"})
 
     def start(self, wait_ready: bool = True, timeout: float = 30) -> AppProcess:
         self._spawn([PYTHON, "-m", self.module], self.env)

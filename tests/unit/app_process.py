@@ -14,7 +14,9 @@ import httpx
 
 from tests.support import wait_until
 
-from .conftest import EVENT_KEY, SIGNING_KEY
+from .conftest import EVENT_API_TOKEN, EVENT_KEY, SIGNING_KEY
+
+EVENT_API_AUTH = {"Authorization": f"Bearer {EVENT_API_TOKEN}"}
 
 
 def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -26,6 +28,7 @@ def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
             "INNGEST_BASE_URL": "http://127.0.0.1:1",
             "INNGEST_SIGNING_KEY": SIGNING_KEY,
             "INNGEST_EVENT_KEY": EVENT_KEY,
+            "EVENT_API_KEYS": EVENT_API_TOKEN,
             "INNGEST_SERVE_ORIGIN": f"http://127.0.0.1:{port}",
             "INNGEST_ALLOW_LOOPBACK_ORIGIN": "true",
             "INNGEST_SYNC_ON_STARTUP": "false",

@@ -18,6 +18,7 @@ from app.settings import Settings, load_settings
 
 SIGNING_KEY = secrets.token_hex(32)
 EVENT_KEY = "test-event-key"
+EVENT_API_TOKEN = secrets.token_hex(16)  # the event API caller every test client is
 APP_ID = "fastapi-app"
 
 
@@ -38,6 +39,7 @@ def make_settings(tmp_path: Path, mode: str = "self-hosted", **overrides: Any) -
             "inngest_signing_key": SIGNING_KEY,
             "inngest_event_key": EVENT_KEY,
             "inngest_serve_origin": "http://app:8000",
+            "event_api_keys": EVENT_API_TOKEN,
         }
     if mode == "self-hosted":
         base["inngest_base_url"] = "http://127.0.0.1:1"  # nothing listens: no test talks to a real server here
@@ -57,7 +59,9 @@ def client_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callab
     def make(mode: str = "self-hosted", **kw: Any) -> TestClient:
         settings = settings_factory(mode, **kw)
         upgrade(settings.database)  # what `python -m app` does for the SQLite default before serving
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client = TestClient(
+            create_app(settings), raise_server_exceptions=False, headers={"Authorization": f"Bearer {EVENT_API_TOKEN}"}
+        )
         client.__enter__()  # runs the lifespan: readiness, drain hooks
         clients.append(client)
         return client

@@ -144,12 +144,12 @@ def test_event_api_bad_json_and_oversized_bodies(client_factory: Client) -> None
     assert streamed.status_code == 413
 
 
-def test_event_api_unreachable_inngest_is_503_naming_the_url(client_factory: Client) -> None:
+def test_event_api_unreachable_inngest_is_503_without_the_url(client_factory: Client) -> None:
     client = client_factory("self-hosted")
     before = sample("app_inngest_events_sent_total", {"outcome": "unreachable"})
     resp = client.post("/api/events", json={"name": "test/integration", "data": {"message": "Hello"}})
     assert resp.status_code == 503
-    assert "http://127.0.0.1:1" in resp.json()["detail"]
+    assert "127.0.0.1" not in resp.text and "unreachable" in resp.json()["detail"]
     assert resp.headers["retry-after"]
     assert sample("app_inngest_events_sent_total", {"outcome": "unreachable"}) == before + 1
 

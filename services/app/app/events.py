@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from typing import Annotated, Any
 
 import inngest
@@ -10,12 +12,17 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.event_auth import Caller
 from app.metrics import record_unreachable_send
 from app.sdk import EventApiUnreachable, EventsRejected
 from app.sdk import send_events as sdk_send
 
+log = logging.getLogger("app.events")
+
 MAX_BODY_BYTES = 1024 * 1024
 EVENTS_PATH = "/api/events"
+# Deeper data is refused here (422) rather than by the server after the send (a misleading 502).
+MAX_DATA_DEPTH = 64
 
 
 def _json_number(value: Any) -> Any:
@@ -23,6 +30,19 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, (bool, str)):
         raise ValueError("must be a JSON number")
     return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:  # iterative: a deep value must not exhaust the interpreter's recursion limit
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 class EventIn(BaseModel):
@@ -40,6 +60,8 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _sendable(self) -> EventIn:
+        if _too_deep(self.data, MAX_DATA_DEPTH):
+            raise ValueError(f"data is nested deeper than {MAX_DATA_DEPTH} levels")
         # What the SDK sends must be strict JSON in UTF-8: no NaN/Infinity, no lone surrogates.
         try:
             json.dumps(self.model_dump(), allow_nan=False, ensure_ascii=False).encode()
@@ -59,12 +81,22 @@ class Problem(BaseModel):
 router = APIRouter()
 
 
+def event_id(caller: Caller, chosen: str | None) -> str:
+    """Every event leaves with an id, so the server deduplicates the SDK's retries of the same send.
+
+    A caller's own id lives in the caller's namespace: it cannot pre-empt an id a workflow uses for dedup.
+    """
+    return f"{caller.namespace}:{chosen}" if chosen else uuid.uuid4().hex
+
+
 @router.post(
     EVENTS_PATH,
     response_model=EventsAccepted,
     responses={
-        413: {"model": Problem, "description": "Body larger than 1 MiB"},
-        502: {"model": Problem, "description": "Inngest rejected the events"},
+        401: {"model": Problem, "description": "Missing or unknown bearer token"},
+        403: {"model": Problem, "description": "The token may not send one of these event names"},
+        413: {"model": Problem, "description": "Body larger than 1 MiB, or more events than EVENT_API_MAX_BATCH"},
+        502: {"model": Problem, "description": "Inngest rejected the events (or accepted none)"},
         503: {"model": Problem, "description": "Inngest unreachable; retry later"},
     },
 )
@@ -72,24 +104,39 @@ async def send_events(
     body: EventIn | Annotated[list[EventIn], Field(min_length=1)], request: Request
 ) -> EventsAccepted:
     client: inngest.Inngest = request.app.state.inngest
+    caller: Caller = request.state.caller  # set by EventAuth, which refuses requests without one
     events = [body] if isinstance(body, EventIn) else body
-    payload = [inngest.Event(name=e.name, data=e.data, id=e.id or "", ts=e.ts or 0) for e in events]
+    limit: int = request.app.state.event_api_max_batch
+    if len(events) > limit:
+        raise HTTPException(413, f"at most {limit} events per request (EVENT_API_MAX_BATCH)")
+    denied = sorted({e.name for e in events if not caller.may_send(e.name)})
+    if denied:
+        raise HTTPException(403, f"this token may not send: {', '.join(denied[:5])}")
+    payload = [inngest.Event(name=e.name, data=e.data, id=event_id(caller, e.id), ts=e.ts or 0) for e in events]
+    # Error bodies name no internal URL and no upstream text: those go to the log.
     try:
         ids = await sdk_send(client, payload)
-    except EventApiUnreachable:
+    except EventApiUnreachable as exc:
         record_unreachable_send(len(payload))
+        log.warning("Inngest event API unreachable", extra={"url": client.event_api_origin, "error": str(exc)})
         raise HTTPException(
             503,
-            f"Inngest event API unreachable at {client.event_api_origin}; nothing was sent, retry later",
+            "Inngest event API unreachable; the events may have arrived all the same: retry later, "
+            "with an id on each event so that the retry is deduplicated",
             headers={"Retry-After": "5"},
         ) from None
     except EventsRejected as exc:
         hint = ""
         if "event key" in str(exc).lower():  # the server's 401 for a key it does not hold
             hint = "; INNGEST_EVENT_KEY is not one of the server's event keys -> fix: use the server's event key"
-        raise HTTPException(502, f"Inngest rejected the events: {exc}{hint}") from None
+        log.warning("Inngest rejected events", extra={"error": f"{exc}{hint}"})
+        raise HTTPException(502, "Inngest rejected the events; see the app logs") from None
     except (ValueError, json.JSONDecodeError) as exc:
-        raise HTTPException(502, f"Inngest answered with an invalid response: {exc}") from None
+        log.warning("Inngest answered the event send with an invalid response", extra={"error": str(exc)})
+        raise HTTPException(502, "Inngest answered with an invalid response; see the app logs") from None
+    if not ids:
+        log.warning("Inngest accepted none of the events", extra={"sent": len(payload)})
+        raise HTTPException(502, "Inngest accepted none of the events; see the app logs")
     return EventsAccepted(ids=ids)
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from app import __version__, errors, events, health, tracing
 from app.db import async_engine
 from app.effects import Ledger
+from app.event_auth import EventAuth
 from app.functions import build_functions
 from app.functions.deps import Builder, Services
 from app.inngest_client import build_client
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app = FastAPI(title="app", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.inngest = client  # the event API sends through it (one connection pool)
     app.state.lifecycle = lifecycle  # readiness and drain
+    app.state.event_api_max_batch = settings.event_api_max_batch
+    event_keys = settings.event_keys
+    if not event_keys.configured and not event_keys.open:
+        log.warning("event API closed: EVENT_API_KEYS is empty, so every POST %s gets 401", events.EVENTS_PATH)
 
     inngest.fast_api.serve(
         app,
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
         signing_key=settings.signing_key,
     )
     app.add_middleware(events.BodyLimit)
+    app.add_middleware(EventAuth, path=events.EVENTS_PATH, keys=event_keys)  # before the body is read
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
     app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
     app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too

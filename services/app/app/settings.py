@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app import __version__
+from app.event_auth import EventKeys
 
 # Inngest Cloud signing keys look like `signkey-prod-<hex>`; `inngest start` only takes the bare hex.
 EXIT_CONFIG = 2  # bad configuration, distinct from a failed check (1)
@@ -29,7 +30,7 @@ DEFAULT_PAYMENT_TIMEOUT = 24 * 3600.0
 DEFAULT_COOL_OFF = 600.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Settings that are secrets: each also accepts `<NAME>_FILE`, a path to read it from (Docker/k8s secrets).
-SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key", "database_url")
+SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key", "database_url", "event_api_keys")
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 _DATABASE_URL_HINT = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.sqlite3"
@@ -150,6 +151,9 @@ class Settings(BaseSettings):
     app_version: str = __version__
     order_payment_timeout: float = Field(default=DEFAULT_PAYMENT_TIMEOUT, gt=0)
     order_cool_off: float = Field(default=DEFAULT_COOL_OFF, ge=0)
+    # Bearer tokens for POST /api/events (see app.event_auth); SecretStr keeps them out of reprs and logs.
+    event_api_keys: SecretStr | None = None
+    event_api_max_batch: int = Field(default=100, ge=1, le=1000)
 
     @classmethod
     def settings_customise_sources(
@@ -185,6 +189,11 @@ class Settings(BaseSettings):
     def database(self) -> str:
         """The ledger's database URL as given (DATABASE_URL, else the SQLite default)."""
         return self.database_url or f"sqlite:///{self.side_effects_db}"
+
+    @property
+    def event_keys(self) -> EventKeys:
+        raw = self.event_api_keys.get_secret_value() if self.event_api_keys else None
+        return EventKeys.parse(raw, open_=self.is_dev)
 
     @property
     def signing_key(self) -> str | None:
@@ -268,6 +277,15 @@ def _problems(s: Settings) -> list[str]:
         if key and (problem := _key_problem(var, key)):
             problems.append(problem)
 
+    if s.event_api_keys is not None:
+        problems.extend(EventKeys.problems(s.event_api_keys.get_secret_value()))
+    ledger = _sqlite_file(s.database)
+    if ledger is not None and _inside(ledger, s.prometheus_multiproc_dir):
+        problems.append(
+            "PROMETHEUS_MULTIPROC_DIR: contains the SQLite ledger (SIDE_EFFECTS_DB or DATABASE_URL), and is "
+            "emptied at every start with several workers; point them at different directories"
+        )
+
     if s.inngest_serve_origin:
         parts = urlsplit(s.inngest_serve_origin)
         if not _has_http_scheme(s.inngest_serve_origin):
@@ -312,6 +330,17 @@ def _database_url_problem(url: str) -> str | None:
             return f"DATABASE_URL: a SQLite URL needs a file path (three slashes, then the path); {_DATABASE_URL_HINT}"
         return None
     return f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r}; {_DATABASE_URL_HINT}"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _SQLITE_SCHEMES or not parts.path[1:]:
+        return None
+    return Path(parts.path[1:])  # sqlite:///relative or sqlite:////absolute
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.resolve().is_relative_to(directory.resolve())
 
 
 def _has_http_scheme(url: str) -> bool:
