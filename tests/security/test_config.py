@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 
 
 def test_metrics_dir_overlapping_the_ledger_is_refused_at_start(tmp_path: Path) -> None:
@@ -21,13 +23,22 @@ def test_metrics_dir_overlapping_the_ledger_is_refused_at_start(tmp_path: Path) 
         "WEB_CONCURRENCY": "2",
         "SIDE_EFFECTS_DB": str(ledger),
         "PROMETHEUS_MULTIPROC_DIR": str(ledger.parent),
-        "PORT": "1",  # never bound: the start stops at the settings
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60, check=False
+    # Its own process group: a build without the check would start workers, which must not outlive the test.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "PROMETHEUS_MULTIPROC_DIR" in proc.stderr and "SIDE_EFFECTS_DB" in proc.stderr
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        stderr = b"still running after 30 s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, stderr.decode()
+    assert b"PROMETHEUS_MULTIPROC_DIR" in stderr and b"SIDE_EFFECTS_DB" in stderr
     assert ledger.read_bytes() == b"precious"
 
 

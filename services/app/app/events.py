@@ -129,8 +129,8 @@ async def send_events(
         hint = ""
         if "event key" in str(exc).lower():  # the server's 401 for a key it does not hold
             hint = "; INNGEST_EVENT_KEY is not one of the server's event keys -> fix: use the server's event key"
-        log.warning("Inngest rejected events", extra={"error": f"{exc}{hint}"})
-        raise HTTPException(502, "Inngest rejected the events; see the app logs") from None
+        log.warning("Inngest rejected events", extra={"error": str(exc)})
+        raise HTTPException(502, f"Inngest rejected the events; see the app logs{hint}") from None
     except (ValueError, json.JSONDecodeError) as exc:
         log.warning("Inngest answered the event send with an invalid response", extra={"error": str(exc)})
         raise HTTPException(502, "Inngest answered with an invalid response; see the app logs") from None
