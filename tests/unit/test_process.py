@@ -207,7 +207,7 @@ def test_event_api_sends_and_logs_rejections_with_the_servers_message(tmp_path: 
         rejected = httpx.post(f"{base}/api/events", json=[{"name": "a/b"}, {"name": "a/c"}], headers=EVENT_API_AUTH)
         assert rejected.status_code == 502
         assert "Event key not found" not in rejected.text  # the upstream's words go to the log only
-        wait_for(lambda: "Event key not found" in (tmp_path / "rejected.log").read_text(), what="logged reason")
+        wait_until(lambda: "Event key not found" in (tmp_path / "rejected.log").read_text(), 10, what="logged reason")
         text = httpx.get(f"{base}/metrics").text
         assert 'app_inngest_events_sent_total{outcome="rejected"} 2.0' in text  # both events of the batch
         assert 'app_inngest_events_sent_total{outcome="ok"}' not in text

@@ -14,8 +14,6 @@ from fnmatch import fnmatchcase
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-MIN_TOKEN_LENGTH = 16
-
 
 @dataclass(frozen=True)
 class Caller:
@@ -35,39 +33,12 @@ class _Key:
 class EventKeys:
     """The configured tokens; `open` (dev without keys) lets every caller in with one shared namespace."""
 
-    def __init__(self, keys: list[_Key], open_: bool) -> None:
-        self._keys = keys
-        self.open = open_ and not keys
-
-    @classmethod
-    def parse(cls, raw: str | None, open_: bool = False) -> EventKeys:
-        keys = []
-        for entry in (raw or "").split(","):
-            token, _, patterns = entry.strip().partition("=")
-            if token:
-                fingerprint = hashlib.sha256(token.encode()).hexdigest()[:8]
-                caller = Caller(f"api-{fingerprint}", tuple(p for p in patterns.split("|") if p))
-                keys.append(_Key(token.encode(), caller))
-        return cls(keys, open_)
-
-    @staticmethod
-    def problems(raw: str | None) -> list[str]:
-        """Configuration mistakes, worded without the token itself."""
-        problems = []
-        for n, entry in enumerate((raw or "").split(","), start=1):
-            token, sep, patterns = entry.strip().partition("=")
-            if not entry.strip():
-                continue  # an empty variable or a stray comma configures nothing
-            if not token.isascii() or not token.isprintable() or " " in token:
-                problems.append(f"EVENT_API_KEYS: token {n} must be printable ASCII without spaces")
-            elif len(token) < MIN_TOKEN_LENGTH:
-                problems.append(
-                    f"EVENT_API_KEYS: token {n} is shorter than {MIN_TOKEN_LENGTH} characters; "
-                    "generate one with `openssl rand -hex 32`"
-                )
-            elif sep and not [p for p in patterns.split("|") if p]:
-                problems.append(f"EVENT_API_KEYS: token {n} has '=' but no event-name pattern after it")
-        return problems
+    def __init__(self, tokens: list[tuple[str, tuple[str, ...]]], open_: bool = False) -> None:
+        self._keys = [
+            _Key(token.encode(), Caller(f"api-{hashlib.sha256(token.encode()).hexdigest()[:8]}", patterns))
+            for token, patterns in tokens
+        ]
+        self.open = open_ and not self._keys
 
     @property
     def configured(self) -> bool:

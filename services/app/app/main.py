@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from app import __version__, errors, events, health, tracing
 from app.db import async_engine
 from app.effects import Ledger
-from app.event_auth import EventAuth
+from app.event_auth import EventAuth, EventKeys
 from app.functions import build_functions
 from app.functions.deps import Builder, Services
 from app.inngest_client import build_client
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.state.inngest = client  # the event API sends through it (one connection pool)
     app.state.lifecycle = lifecycle  # readiness and drain
     app.state.event_api_max_batch = settings.event_api_max_batch
-    event_keys = settings.event_keys
+    event_keys = EventKeys(settings.event_api_tokens, open_=settings.is_dev)
     if not event_keys.configured and not event_keys.open:
         log.warning("event API closed: EVENT_API_KEYS is empty, so every POST %s gets 401", events.EVENTS_PATH)
 

@@ -18,9 +18,9 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app import __version__
-from app.event_auth import EventKeys
 
 # Inngest Cloud signing keys look like `signkey-prod-<hex>`; `inngest start` only takes the bare hex.
+MIN_EVENT_API_TOKEN_LENGTH = 16
 EXIT_CONFIG = 2  # bad configuration, distinct from a failed check (1)
 _KEY_PREFIX = re.compile(r"^signkey-\w+-")
 _LOCAL_HOSTNAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -30,7 +30,13 @@ DEFAULT_PAYMENT_TIMEOUT = 24 * 3600.0
 DEFAULT_COOL_OFF = 600.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Settings that are secrets: each also accepts `<NAME>_FILE`, a path to read it from (Docker/k8s secrets).
-SECRET_SETTINGS = ("inngest_signing_key", "inngest_signing_key_fallback", "inngest_event_key", "database_url", "event_api_keys")
+SECRET_SETTINGS = (
+    "inngest_signing_key",
+    "inngest_signing_key_fallback",
+    "inngest_event_key",
+    "database_url",
+    "event_api_keys",
+)
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 _DATABASE_URL_HINT = "use postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.sqlite3"
@@ -191,9 +197,9 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.side_effects_db}"
 
     @property
-    def event_keys(self) -> EventKeys:
-        raw = self.event_api_keys.get_secret_value() if self.event_api_keys else None
-        return EventKeys.parse(raw, open_=self.is_dev)
+    def event_api_tokens(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(token, event-name patterns) per EVENT_API_KEYS entry; no patterns: any name."""
+        return event_api_tokens(self.event_api_keys.get_secret_value() if self.event_api_keys else "")
 
     @property
     def signing_key(self) -> str | None:
@@ -278,7 +284,7 @@ def _problems(s: Settings) -> list[str]:
             problems.append(problem)
 
     if s.event_api_keys is not None:
-        problems.extend(EventKeys.problems(s.event_api_keys.get_secret_value()))
+        problems.extend(_event_api_key_problems(s.event_api_keys.get_secret_value()))
     ledger = _sqlite_file(s.database)
     if ledger is not None and _inside(ledger, s.prometheus_multiproc_dir):
         problems.append(
@@ -330,6 +336,33 @@ def _database_url_problem(url: str) -> str | None:
             return f"DATABASE_URL: a SQLite URL needs a file path (three slashes, then the path); {_DATABASE_URL_HINT}"
         return None
     return f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r}; {_DATABASE_URL_HINT}"
+
+
+def event_api_tokens(raw: str) -> list[tuple[str, tuple[str, ...]]]:
+    """`tok1=shop/order.*|test/*,tok2` -> [(tok1, (shop/order.*, test/*)), (tok2, ())]; empty entries skipped."""
+    tokens = []
+    for entry in raw.split(","):
+        token, _, patterns = entry.strip().partition("=")
+        if token:
+            tokens.append((token, tuple(p for p in patterns.split("|") if p)))
+    return tokens
+
+
+def _event_api_key_problems(raw: str) -> list[str]:
+    # Worded by position, never with the token itself.
+    problems = []
+    for n, entry in enumerate((e for e in raw.split(",") if e.strip()), start=1):
+        token, sep, patterns = entry.strip().partition("=")
+        if not token.isascii() or not token.isprintable() or " " in token:
+            problems.append(f"EVENT_API_KEYS: token {n} must be printable ASCII without spaces")
+        elif len(token) < MIN_EVENT_API_TOKEN_LENGTH:
+            problems.append(
+                f"EVENT_API_KEYS: token {n} is shorter than {MIN_EVENT_API_TOKEN_LENGTH} characters; "
+                "generate one with `openssl rand -hex 32`"
+            )
+        elif sep and not [p for p in patterns.split("|") if p]:
+            problems.append(f"EVENT_API_KEYS: token {n} has '=' but no event-name pattern after it")
+    return problems
 
 
 def _sqlite_file(url: str) -> Path | None:
