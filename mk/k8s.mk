@@ -13,7 +13,7 @@ CHECKOV_VERSION := 3.3.30
 VENV_CHECKOV := .venv-checkov
 CHECKOV := $(VENV_CHECKOV)/bin/checkov
 
-.PHONY: k8s-render k8s-apply k8s-prune k8s-sync-monitoring k8s-checkov checkov-venv
+.PHONY: k8s-render k8s-apply k8s-prune k8s-apiserver-bin k8s-apiserver-test k8s-sync-monitoring k8s-checkov checkov-venv
 
 k8s-render: ## Print the manifests of OVERLAY=self-hosted|ha|cloud
 	@test -d $(K8S_DIR) || { echo "unknown OVERLAY=$(OVERLAY) (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
@@ -31,6 +31,15 @@ k8s-prune: | $(VENV)/.installed ## Delete what overlay FROM=... has and OVERLAY=
 	@test -n "$(FROM)" -a -d deploy/k8s/overlays/$(FROM) || { echo "FROM=<the overlay deployed now> (one of: $(K8S_OVERLAYS))" >&2; exit 2; }
 	@stale=$$(KUBECTL="$(KUBECTL)" $(PY) scripts/k8s_stale.py deploy/k8s/overlays/$(FROM) $(K8S_DIR)) && \
 	  if [ -n "$$stale" ]; then $(KUBECTL) -n $(K8S_NAMESPACE) delete --ignore-not-found $$stale; fi
+
+k8s-apiserver-bin: ## Print the path of kube-apiserver at the pinned release (built once with Go)
+	@$(PYTHON) scripts/kube_apiserver_bin.py
+
+# Not part of `make test`: a cold kube-apiserver build takes longer than its share of the CI budget
+# (figures in deploy/k8s/README.md). Needs Go, etcd (Debian etcd-server) and openssl.
+k8s-apiserver-test: venv ## Apply every overlay to a real kube-apiserver + etcd (server-side, admission, re-apply)
+	@PATH="$$PATH:/usr/local/go/bin" $(PYTHON) scripts/kube_apiserver_bin.py >/dev/null
+	K8S_APISERVER=1 $(PY) -m pytest tests/k8s/test_apiserver.py $(PYTEST_ARGS)
 
 k8s-sync-monitoring: $(VENV)/.installed ## Copy the compose alert rules + Grafana dashboards into deploy/k8s
 	$(PY) deploy/k8s/sync_monitoring.py
