@@ -328,6 +328,8 @@ class Env:
                 "INNGEST_SIGNING_KEY": self.signing_key,
                 "INNGEST_EVENT_KEY": EVENT_KEY,
                 "EVENT_API_KEYS": EVENT_API_TOKEN,
+                # The run reuses one signature (computed once) for longer than the default 5 minutes.
+                "SIGNATURE_MAX_AGE_SECONDS": "3600",
                 "INNGEST_SERVE_ORIGIN": SERVE_ORIGIN,
                 "INNGEST_SYNC_ON_STARTUP": "false",
                 "HOST": "127.0.0.1",

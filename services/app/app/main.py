@@ -94,7 +94,12 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.add_middleware(events.BodyLimit)
     app.add_middleware(EventAuth, path=events.EVENTS_PATH, keys=event_keys)  # before the body is read
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
-    app.add_middleware(SignatureGuard, path=settings.inngest_serve_path, required=not settings.is_dev)
+    app.add_middleware(
+        SignatureGuard,
+        path=settings.inngest_serve_path,
+        required=not settings.is_dev,
+        max_age=settings.signature_max_age_seconds,
+    )
     app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too
     errors.install(app)
 

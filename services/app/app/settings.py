@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     # Bearer tokens for POST /api/events (see app.event_auth); SecretStr keeps them out of reprs and logs.
     event_api_keys: SecretStr | None = None
     event_api_max_batch: int = Field(default=100, ge=1, le=1000)
+    # Signed requests from the server older or newer than this are refused (replays, clock skew).
+    signature_max_age_seconds: float = Field(default=300.0, gt=0, le=3600)
 
     @classmethod
     def settings_customise_sources(

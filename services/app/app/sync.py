@@ -171,6 +171,8 @@ class SyncObserver:
             await send(message)
 
         await self.app(scope, receive, capture)
+        if status == 401:
+            return  # an unverified caller: it may not move the sync state or its metrics
         try:
             body = json.loads(b"".join(chunks) or b"{}")
         except ValueError:

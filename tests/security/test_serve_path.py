@@ -1,0 +1,116 @@
+"""The serve path (`/api/inngest`) against forged, stale and malformed signatures: refused before the
+body is read, cheaply, with one short log line, and unable to move the sync state or its metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.fuzz.harness import App, EventSink, sign
+from tests.standin.fixtures import metric_value, rss_kib
+from tests.support import wait_until
+
+SERVE = "/api/inngest?fnId=fastapi-app-test-integration&stepId=step"
+MB = 1 << 20
+
+
+def post_serve(app: App, body: bytes, signature: str | bytes, method: str = "POST") -> httpx.Response:
+    headers = {"Content-Type": "application/json", "X-Inngest-Signature": signature}
+    return httpx.request(method, f"{app.url}{SERVE}", content=body, headers=headers, timeout=30)
+
+
+def test_signatures_outside_five_minutes_are_refused(secure_app: Callable[..., tuple[App, EventSink]]) -> None:
+    app, _ = secure_app()
+    body = json.dumps({"event": {"name": "test/integration", "data": {"message": "Hello"}}}).encode()
+    for ts in (978_307_200, 9_999_999_999, int(time.time()) - 310, int(time.time()) + 310):  # 2001, 2286, ±310 s
+        assert post_serve(app, body, sign(body, app.signing_key, ts=ts)).status_code == 401, ts
+
+
+def test_malformed_signature_with_20_mb_is_refused_fast_with_bounded_memory(
+    secure_app: Callable[..., tuple[App, EventSink]],
+) -> None:
+    app, _ = secure_app()
+    assert app.proc is not None
+    before = rss_kib(app.proc.pid)
+    body_size = 20 * MB
+    healthz: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=app.url, timeout=10) as http:
+            while not stop.is_set():
+                started = time.monotonic()
+                assert http.get("/healthz").status_code == 200
+                healthz.append(time.monotonic() - started)
+                time.sleep(0.05)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    wait_until(lambda: len(healthz) >= 3, 10, what="/healthz probes")
+    try:
+        for signature in ("t=1&s=00", "t=1&s=" + "0" * 64):
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
+                head = (
+                    f"POST {SERVE} HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
+                    f"X-Inngest-Signature: {signature}\r\nContent-Length: {body_size}\r\n\r\n"
+                ).encode()
+                sock.sendall(head + b"[")
+                answer = sock.recv(4096)  # the answer comes before the body is sent
+                elapsed = time.monotonic() - started
+            assert answer.startswith(b"HTTP/1.1 401"), answer[:100]
+            assert elapsed < 1.0, f"{elapsed:.2f} s to refuse"
+        probes = len(healthz)
+        wait_until(lambda: len(healthz) >= probes + 3, 10, what="/healthz probes after the attack")
+    finally:
+        stop.set()
+        prober.join(10)
+    growth_mb = (rss_kib(app.proc.pid) - before) / 1024
+    assert growth_mb < 32, f"RSS grew {growth_mb:.1f} MB"
+    assert healthz and max(healthz) < 1.0, f"/healthz took up to {max(healthz):.2f} s"
+
+
+def test_duplicate_or_non_ascii_signature_headers_are_401_with_one_short_line(
+    secure_app: Callable[..., tuple[App, EventSink]],
+) -> None:
+    app, _ = secure_app()
+    body = b'{"event": {"name": "test/integration", "data": {}}}'
+    good = sign(body, app.signing_key)
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
+            sock.sendall(
+                f"POST {SERVE} HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
+                f"X-Inngest-Signature: {good}\r\n".encode()
+                + "X-Inngest-Signature: t=1&s=\u00e9\r\n".encode()
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert post_serve(app, body, "t=1&s=\u00e9".encode()).status_code == 401
+    time.sleep(0.5)
+    log = app.log_path.read_text()
+    lines = [ln for ln in log.splitlines() if "serve request refused" in ln]
+    assert 1 <= len(lines) <= 2 and all(len(ln) < 400 for ln in lines), lines  # rate-limited
+    assert "Traceback" not in log and "TypeError" not in log
+
+
+def test_only_a_verified_put_moves_the_sync_state(secure_app: Callable[..., tuple[App, EventSink]]) -> None:
+    app, _ = secure_app()
+    before = httpx.get(f"{app.url}/metrics").text
+    for signature in ("", "t=1&s=00", sign(b"", "0" * 64)):  # none, malformed, fresh but the wrong key
+        headers = {"X-Inngest-Signature": signature} if signature else {}
+        assert httpx.put(f"{app.url}/api/inngest", headers=headers).status_code == 401
+    after = httpx.get(f"{app.url}/metrics").text
+    for outcome in ("ok", "rejected", "unreachable"):
+        assert metric_value(after, "app_inngest_sync_attempts_total", outcome=outcome) == metric_value(
+            before, "app_inngest_sync_attempts_total", outcome=outcome
+        )
+    wait_until(lambda: httpx.get(f"{app.url}/readyz").status_code == 200, 10, what="ready")
+    sync = httpx.get(f"{app.url}/readyz").json().get("sync", {})
+    assert sync.get("status") != "failed" and not sync.get("attempts"), sync
