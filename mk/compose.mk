@@ -23,12 +23,18 @@ $(error $(COMPOSE_MISSING))
 endif
 endif
 
+# Compose only says "container X is unhealthy": show the last lines of each service that is not healthy,
+# where a server that cannot boot prints its own reason (e.g. a bad signing key), then fail.
+UP_FAILED = { for s in $$($(COMPOSE) ps -a --format '{{.Service}} {{.Health}}' | awk '$$2 != "healthy" {print $$1}'); do \
+	  $(COMPOSE) logs --no-color --tail=5 $$s >&2; done; \
+	  echo "make up: a service did not become healthy (its last log lines above); see make ps" >&2; exit 1; }
+
 # `up --wait` treats a one-shot job as long-running (it fails once the job has exited, even with 0)
 # and `compose wait` no longer sees an exited container: so wait for the long-running services, then
 # run the sync job in the foreground; its exit code (and its one-line reason) decide.
 up: ## Start the stack (MODE=dev|ha|cloud) and return once the app is synced
 	@$(PYTHON) scripts/make_env.py $(ENV_FILE)
-	$(COMPOSE) up -d --build --wait --wait-timeout 300 $$($(COMPOSE) config --services | grep -vxE 'sync|migrate|app-db-init')
+	$(COMPOSE) up -d --build --wait --wait-timeout 300 $$($(COMPOSE) config --services | grep -vxE 'sync|migrate|app-db-init') || $(UP_FAILED)
 	@$(COMPOSE) run --rm --no-deps sync || { \
 	  echo "make up: the sync job failed (reason above); fix it, then run: make sync" >&2; exit 1; }
 	@echo "stack up and synced: app http://127.0.0.1:$${APP_PORT:-8000}  inngest http://127.0.0.1:8288  prometheus http://127.0.0.1:9090"

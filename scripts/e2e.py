@@ -58,18 +58,26 @@ def output_of(run: dict) -> object:
     return out.get("data") if isinstance(out, dict) and "data" in out else out
 
 
-def wait_for_run(event_id: str, signing_key: str) -> dict:
-    deadline = time.monotonic() + TIMEOUT
+def wait_for_run(event_id: str, signing_key: str, server: str | None = None, timeout: float | None = None) -> dict:
+    server, timeout = server or SERVER, timeout or TIMEOUT
+    deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         req = urllib.request.Request(  # noqa: S310
-            f"{SERVER}/v1/events/{event_id}/runs", headers={"Authorization": f"Bearer {signing_key}"}
+            f"{server}/v1/events/{event_id}/runs", headers={"Authorization": f"Bearer {signing_key}"}
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
                 runs = json.load(resp).get("data") or []
         except urllib.error.HTTPError as e:
+            # A wrong key never starts working: the server answers a plain-text 401 "Authentication failed".
+            if e.code == 401:
+                raise SystemExit(
+                    f"{server} refused the signing key: {e.read().decode(errors='replace').strip()}"
+                ) from e
             runs, last = [], f"HTTP {e.code}"
+        except OSError as e:  # not listening (yet), reset while restarting
+            runs, last = [], str(e)
         for run in runs:
             last = run.get("status")
             if last == "Completed":
@@ -77,7 +85,7 @@ def wait_for_run(event_id: str, signing_key: str) -> dict:
             if last in {"Failed", "Cancelled"}:
                 raise SystemExit(f"run {run.get('run_id')} ended {last}: {run.get('output')}")
         time.sleep(2)
-    raise SystemExit(f"no completed run for event {event_id} within {TIMEOUT:.0f}s (last: {last})")
+    raise SystemExit(f"no completed run for event {event_id} within {timeout:.0f}s (last: {last})")
 
 
 def main() -> int:

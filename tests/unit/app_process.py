@@ -44,12 +44,12 @@ def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_app(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_app(env: dict[str, str], log: Path, *args: str, timeout: float = 20) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "app", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['PORT']}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, 20, what=f"app ready ({log})")
+        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, timeout, what=f"app ready ({log})")
         yield proc
     finally:
         if proc.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -37,6 +38,23 @@ def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> Non
         assert httpx.put(f"{base}/api/inngest").status_code == 401  # an unsigned sync is refused in production
     logs = (tmp_path / "app.log").read_text().splitlines()
     assert logs and all(line.startswith("{") for line in logs), logs[:3]  # JSON lines only
+
+
+def test_reload_in_dev_mode_logs_json_from_the_reloader_too(tmp_path: Path) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path, INNGEST_MODE="dev", INNGEST_BASE_URL="http://127.0.0.1:1")
+    with running_app(env, tmp_path / "app.log", "serve", "--reload"):
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["mode"] == "dev"
+    records = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
+    # uvicorn's reloader process logs through the app's config too (its own default is text).
+    assert any("Started reloader process" in r["message"] for r in records), records
+
+
+def test_reload_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    env = app_env(free_port(), tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "app", "serve", "--reload"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "config error: --reload: only for `serve` with INNGEST_MODE=dev"
 
 
 def test_sigterm_drains_readiness_first_and_finishes_in_flight(tmp_path: Path) -> None:

@@ -19,8 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         help="serve (default): run the API; sync: one verified registration; doctor: check the setup; "
         "migrate: bring the database schema up to date",
     )
+    parser.add_argument("--reload", action="store_true", help="serve only: restart on code changes (dev mode only)")
     args = parser.parse_args(argv)
     settings = settings_or_exit()
+    if args.reload and (args.command != "serve" or settings.inngest_mode.value != "dev"):
+        # A reloader watches and re-imports code: never in production.
+        print("config error: --reload: only for `serve` with INNGEST_MODE=dev", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command != "serve":
         # One-shot commands keep their metrics in memory; never write into a server's multiprocess dir.
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -28,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from app.server import serve
 
-        serve(settings)
+        serve(settings, reload=args.reload)
         return 0
     if args.command == "sync":
         from app.sync import run_sync

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-import sys
+import logging.config
 import typing
 from typing import Any
 
@@ -72,29 +72,40 @@ class _StepLogContext:
         return await self._step.run(step_id, in_step, *args, **kwargs)
 
 
+def logging_config(level: str) -> dict[str, Any]:
+    """The one logging setup of every process (`logging.config.dictConfig`): JSON lines on stdout through the
+    root handler; uvicorn's loggers lose their text handlers and propagate to it. Given to uvicorn too, so its
+    reloader process and each process it restarts log JSON as well (uvicorn's default config is text)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": JsonFormatter,
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+            }
+        },
+        "filters": {"run_context": {"()": _RunContextFilter}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+                "filters": ["run_context"],
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            # One line per request is the HTTP metrics' job; access logs would double the hot path's I/O.
+            "uvicorn.access": {"handlers": [], "propagate": True, "level": "WARNING"},
+            "httpx": {"level": "WARNING"},  # one line per request to the server is noise
+        },
+    }
+
+
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
-        )
-    )
-    handler.addFilter(_RunContextFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # uvicorn installs its own handlers; route everything through the JSON one.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = []
-        logger.propagate = True
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request to the server is noise
-    # One line per request is the HTTP metrics' job; access logs would double the hot path's I/O.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-
-
-def uvicorn_log_config() -> dict[str, Any]:
-    """Leave logging alone inside uvicorn: configure_logging owns it."""
-    return {"version": 1, "disable_existing_loggers": False}
+    logging.config.dictConfig(logging_config(level))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from app.logs import configure_logging, uvicorn_log_config
+from app.logs import configure_logging, logging_config
 from app.settings import Settings
 
 if typing.TYPE_CHECKING:
@@ -42,30 +42,39 @@ def _migrate_embedded_database(settings: Settings) -> None:
         upgrade(settings.database)
 
 
-def serve(settings: Settings, builders: Sequence[Builder] | None = None) -> None:
-    """Serve the app; `builders` replaces the function list (single worker only: workers re-import it)."""
-    if builders is not None and settings.web_concurrency > 1:
-        raise ValueError("a custom function list needs WEB_CONCURRENCY=1")
+def serve(settings: Settings, builders: Sequence[Builder] | None = None, reload: bool = False) -> None:
+    """Serve the app; `builders` replaces the function list (single worker only: workers re-import it).
+    `reload` (dev mode): one worker, restarted on every change to the app's package."""
+    if builders is not None and (settings.web_concurrency > 1 or reload):
+        raise ValueError("a custom function list needs WEB_CONCURRENCY=1 and no reload")
     configure_logging(settings.log_level)
     _prepare_metrics_dir(settings)
     _migrate_embedded_database(settings)
+    options: dict[str, typing.Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout) or None,
+        "log_config": logging_config(settings.log_level),
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+    }
+    if reload:
+        # The reloader imports the app by name in each process it starts.
+        package = os.path.dirname(os.path.abspath(__file__))
+        uvicorn.run("app.main:create_app", factory=True, reload=True, reload_dirs=[package], **options)
+        return
     from app.main import create_app  # only now: prometheus-client must see the metrics dir decision
 
     config = uvicorn.Config(
         # One worker gets the validated settings object; several each call the factory on the same environment.
         "app.main:create_app" if settings.web_concurrency > 1 else create_app(settings, builders),
         factory=settings.web_concurrency > 1,
-        host=settings.host,
-        port=settings.port,
         workers=settings.web_concurrency,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_timeout) or None,
-        log_config=uvicorn_log_config(),
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
+        **options,
     )
     server = uvicorn.Server(config)
     if settings.web_concurrency > 1:
