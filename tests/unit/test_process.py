@@ -43,7 +43,8 @@ def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> Non
 def test_reload_in_dev_mode_logs_json_from_the_reloader_too(tmp_path: Path) -> None:
     port = free_port()
     env = app_env(port, tmp_path, INNGEST_MODE="dev", INNGEST_BASE_URL="http://127.0.0.1:1")
-    with running_app(env, tmp_path / "app.log", "serve", "--reload"):
+    # Two processes (reloader, server) start on a possibly busy machine: a longer wait than usual.
+    with running_app(env, tmp_path / "app.log", "serve", "--reload", timeout=60):
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["mode"] == "dev"
     records = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
     # uvicorn's reloader process logs through the app's config too (its own default is text).

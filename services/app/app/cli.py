@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
-from app.settings import settings_or_exit
+from app.settings import EXIT_CONFIG, settings_or_exit
 
 
 def main(argv: list[str] | None = None) -> int:
