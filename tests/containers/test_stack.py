@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.containers.engine import log
 from tests.containers.stack import Stack, new_stack, send_and_complete, server_get
 from tests.support import wait_until
 
@@ -81,10 +82,13 @@ def test_docker_events_prove_the_start_order(stack, up):
     assert first[("app", HEALTHY)] < first[("inngest", "start")] < first[("inngest", HEALTHY)]
     assert first[("sync", "start")] > max(first[("app", HEALTHY)], first[("inngest", HEALTHY)])
     assert ("sync", "die") in first and exits["sync"] == "0", f"sync exit code {exits.get('sync')}"
-    # Healthy through the compose file's own probe, run by the engine inside the real image.
+    # Where `make up`'s time went (reported, not asserted): seconds after the first container was created.
+    t0 = min(first.values())
+    steps = [("app", HEALTHY), ("inngest", "start"), ("inngest", HEALTHY), ("sync", "start"), ("sync", "die")]
+    log("start order: " + ", ".join(f"{s} {a.split(': ')[-1]} +{(first[(s, a)] - t0) / 1e9:.1f} s" for s, a in steps))
+    # The healthy event comes from the engine running the compose file's own probe in the real image.
     info = stack.engine.inspect(stack.container("inngest"))
     assert info["Config"]["Healthcheck"]["Test"] == ["CMD", "inngest", "alpha", "doctor", "healthcheck"]
-    assert info["State"]["Health"]["Log"][-1]["ExitCode"] == 0, info["State"]["Health"]["Log"]
 
 
 def test_send_then_the_run_completes_through_e2e_polling(stack, up):
