@@ -8,8 +8,6 @@ loopback port, so several test sessions share the machine.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import secrets
@@ -20,11 +18,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 
+from scripts import e2e
 from tests.containers.engine import Engine, log, run_cmd
 from tests.containers.images import APP_IMAGE
 from tests.support import ROOT, free_port
@@ -227,19 +225,8 @@ def server_get(stack: Stack, path: str) -> Any:
     return answer.json()
 
 
-@functools.cache
-def e2e_script() -> ModuleType:
-    """scripts/e2e.py as a module: `make e2e`'s own REST polling and output check."""
-    spec = importlib.util.spec_from_file_location("e2e_script", ROOT / "scripts" / "e2e.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def send_and_complete(stack: Stack, timeout: float = 60) -> tuple[dict[str, Any], Any]:
-    """`make send`, then e2e.py polls the server until the run Completed: the run and its output."""
+    """`make send`, then `make e2e`'s own REST polling (scripts/e2e.py) until the run Completed: run, output."""
     (event_id,) = stack.make("send", check=True).stdout.split()
-    e2e = e2e_script()
     run: dict[str, Any] = e2e.wait_for_run(event_id, stack.signing_key, server=stack.url("inngest"), timeout=timeout)
     return run, e2e.output_of(run)

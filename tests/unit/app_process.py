@@ -49,7 +49,9 @@ def running_app(env: dict[str, str], log: Path, *args: str, timeout: float = 20)
         proc = subprocess.Popen([sys.executable, "-m", "app", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['PORT']}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, timeout, what=f"app ready ({log})")
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=1).status_code == 200, timeout, what=f"app ready ({log})"
+        )
         yield proc
     finally:
         if proc.poll() is None:
