@@ -1,8 +1,13 @@
 #!/bin/sh
 # Initialise $PGDATA on first start like the official postgres image (superuser POSTGRES_USER with
 # POSTGRES_PASSWORD, database POSTGRES_DB, password auth over TCP), then run the server in the
-# foreground. Extra arguments go to postgres (e.g. `-c listen_addresses=127.0.0.1`).
+# foreground. Option arguments go to postgres (e.g. `-c listen_addresses=127.0.0.1`).
 set -eu
+# Like the official image: a command that is not a postgres option runs as is (e.g. psql in a one-shot).
+case "${1:-}" in
+  "" | -*) ;;
+  *) exec "$@" ;;
+esac
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}

@@ -29,7 +29,7 @@ from tests.support import ROOT, free_port
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_SH = ROOT / "scripts" / "compose.sh"
-PORTS = ("app", "inngest", "gateway", "gateway_grpc", "executor_grpc", "prometheus", "postgres", "redis")
+PORTS = ("app", "inngest", "gateway", "gateway_grpc", "executor_grpc", "prometheus", "postgres", "redis", "db")
 
 
 @dataclass
@@ -191,6 +191,8 @@ def new_stack(engine: Engine, mode: str = "", **values: str) -> Stack:
     """A project with fresh keys and ports (nothing started). `values` override env file entries."""
     project = f"ct{mode}{secrets.token_hex(3)}"
     ports = {name: free_port() for name in PORTS}
+    if mode == "ha":
+        ports["db"] = ports["postgres"]  # ha.yml: the app's database lives on the shared server
     prom_dir = engine.root / f"prometheus-{project}"
     _prometheus_config(prom_dir, ports)
     env_values = {
@@ -198,6 +200,8 @@ def new_stack(engine: Engine, mode: str = "", **values: str) -> Stack:
         "INNGEST_EVENT_KEY": secrets.token_hex(16),
         "POSTGRES_PASSWORD": secrets.token_hex(12),
         "REDIS_PASSWORD": secrets.token_hex(12),
+        "APP_DB_PASSWORD": secrets.token_hex(12),
+        "EVENT_API_KEYS": secrets.token_hex(16),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),  # profile not started; the file requires it
         "APP_IMAGE": APP_IMAGE,
         **{f"CT_{name.upper()}_PORT": str(port) for name, port in ports.items()},

@@ -35,7 +35,8 @@ def test_ha_runs_on_postgres_and_redis_and_survives_a_server_stop(make_stack):
     for name in ("app", "postgres", "redis"):
         assert services[name]["Health"] == "healthy", services[name]
     assert httpx.get(stack.url("app", "/readyz")).status_code == 200
-    refused = httpx.post(stack.url("app", "/api/events"), json={"name": "test/integration", "data": {}})
+    token = {"Authorization": f"Bearer {stack.values['EVENT_API_KEYS']}"}
+    refused = httpx.post(stack.url("app", "/api/events"), json={"name": "test/integration", "data": {}}, headers=token)
     assert refused.status_code == 503 and refused.headers.get("retry-after"), refused.text
 
     # Started again, it serves the earlier run from Postgres and runs a new one.

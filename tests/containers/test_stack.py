@@ -64,7 +64,7 @@ def test_make_up_returns_synced(stack, up):
     assert proc.returncode == 0, f"make up failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}\n{stack.diagnostics()}"
     assert "sync ok" in proc.stdout and "stack up and synced" in proc.stdout, proc.stdout[-2000:]
     services = stack.services()
-    for name in ("app", "inngest", "prometheus"):
+    for name in ("db", "app", "inngest", "prometheus"):
         assert services[name]["State"] == "running", services[name]
         assert services[name]["Health"] == "healthy", services[name]
     assert "grafana" not in services  # profile-gated
@@ -78,13 +78,24 @@ def test_docker_events_prove_the_start_order(stack, up):
     seen = sorted(first)
     for key in [("app", "start"), ("app", HEALTHY), ("inngest", "start"), ("inngest", HEALTHY), ("sync", "start")]:
         assert key in first, f"no {key} event; saw {seen}"
+    # db healthy -> migrate exits 0 -> app starts (service_completed_successfully)
+    assert first[("db", HEALTHY)] < first[("migrate", "start")] < first[("migrate", "die")] < first[("app", "start")]
+    assert exits["migrate"] == "0", f"migrate exit code {exits.get('migrate')}"
     # app healthy -> server container starts (depends_on: service_healthy) -> server healthy -> sync
     assert first[("app", HEALTHY)] < first[("inngest", "start")] < first[("inngest", HEALTHY)]
     assert first[("sync", "start")] > max(first[("app", HEALTHY)], first[("inngest", HEALTHY)])
     assert ("sync", "die") in first and exits["sync"] == "0", f"sync exit code {exits.get('sync')}"
     # Where `make up`'s time went (reported, not asserted): seconds after the first container was created.
     t0 = min(first.values())
-    steps = [("app", HEALTHY), ("inngest", "start"), ("inngest", HEALTHY), ("sync", "start"), ("sync", "die")]
+    steps = [
+        ("db", HEALTHY),
+        ("migrate", "die"),
+        ("app", HEALTHY),
+        ("inngest", "start"),
+        ("inngest", HEALTHY),
+        ("sync", "start"),
+        ("sync", "die"),
+    ]
     log("start order: " + ", ".join(f"{s} {a.split(': ')[-1]} +{(first[(s, a)] - t0) / 1e9:.1f} s" for s, a in steps))
     # The healthy event comes from the engine running the compose file's own probe in the real image.
     info = stack.engine.inspect(stack.container("inngest"))
