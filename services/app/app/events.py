@@ -53,7 +53,8 @@ class EventIn(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     ts: (
         Annotated[
-            int, BeforeValidator(_json_number), Field(ge=0, le=2**63 - 1, description="Unix time in milliseconds")
+            # Constraints before the validator: pydantic then publishes them as minimum/maximum in the schema.
+            int, Field(ge=0, le=2**63 - 1, description="Unix time in milliseconds"), BeforeValidator(_json_number)
         ]
         | None
     ) = None
