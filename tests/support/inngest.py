@@ -28,6 +28,8 @@ from tests.support.tools import ROOT, unavailable
 
 _BINARY: str | None = None
 TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
+# The same, as the GraphQL API spells run states.
+ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 def inngest_binary() -> str:
@@ -211,14 +213,24 @@ class InngestServer:
         return {f["slug"]: f for f in self.gql(query)["functions"] or []}
 
     def function_runs(self, slug: str) -> list[dict[str, Any]]:
-        """Every run of one function, oldest first: id, status (COMPLETED...), queued/started/ended times."""
+        """Every run of one function, oldest first: id, status (QUEUED, RUNNING, COMPLETED...), queued/started/
+        ended times. The API pages by 40 at most, whatever `first` asks for."""
         fn_id = self.functions()[slug]["id"]
         query = (
-            "query($f: [UUID!]) { runs(first: 1000, orderBy: [{field: QUEUED_AT, direction: ASC}],"
+            "query($f: [UUID!], $after: String) { runs(first: 40, after: $after,"
+            " orderBy: [{field: QUEUED_AT, direction: ASC}],"
             ' filter: {from: "2000-01-01T00:00:00Z", functionIDs: $f})'
-            " { edges { node { id status queuedAt startedAt endedAt eventName } } } }"
+            " { edges { node { id status queuedAt startedAt endedAt eventName } cursor }"
+            " pageInfo { hasNextPage } } }"
         )
-        return [edge["node"] for edge in self.gql(query, {"f": [fn_id]})["runs"]["edges"]]
+        runs: dict[str, dict[str, Any]] = {}  # by id: runs queued in the same instant may repeat across pages
+        after: str | None = None
+        while True:
+            page = self.gql(query, {"f": [fn_id], "after": after})["runs"]
+            runs.update((edge["node"]["id"], edge["node"]) for edge in page["edges"])
+            if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
+                return list(runs.values())
+            after = page["edges"][-1]["cursor"]
 
     def run_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The steps of one run so far, by name: `status` (WAITING, COMPLETED...) and `attempts` (retries)."""

@@ -1,0 +1,124 @@
+"""Faults against the real server: the app SIGKILLed mid-run and SIGTERMed under load (every run must end
+Completed, per the server's GraphQL API, with every side effect exactly once, per the app's ledger), and
+the limit of a server restarted mid-run on its SQLite directory."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.real.conftest import APP_FNS
+from tests.standin.fixtures import AppProcess, wait_until
+from tests.support.inngest import ENDED, InngestServer, wait_port_free
+
+# Failed calls are retried every 2 s: process-order's 3 retries outlast an app restart on a busy machine.
+RETRY_EVERY_2S = ("--retry-interval", "2")
+ORDER = "fastapi-app-process-order"
+RESERVE = "fastapi-app-reserve-item"
+
+
+def ledger(app: AppProcess) -> dict[str, int]:
+    with sqlite3.connect(app.side_effects_db) as db:
+        return dict(db.execute("SELECT kind, count(*) FROM effects GROUP BY kind").fetchall())
+
+
+def orders(count: int, prefix: str) -> list[dict[str, Any]]:
+    """Unpaid orders: validate, fan-out (one reserve-item run per item), wait for payment, cancel."""
+    return [
+        {
+            "name": "shop/order.created",
+            "data": {
+                "order_id": f"{prefix}-{n}",
+                "customer_id": f"{prefix}-c{n}",
+                "items": [{"sku": f"S{n}-{i}"} for i in range(1 + n % 2)],
+            },
+        }
+        for n in range(count)
+    ]
+
+
+def wait_completed(server: InngestServer, slug: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    def done() -> list[dict[str, Any]] | None:
+        runs = server.function_runs(slug)
+        return runs if len(runs) >= count and all(r["status"] in ENDED for r in runs) else None
+
+    runs = wait_until(done, timeout, interval=0.5, what=f"{count} finished runs of {slug}")
+    assert len(runs) == count and {r["status"] for r in runs} == {"COMPLETED"}, [
+        (r["id"], r["status"]) for r in runs if r["status"] != "COMPLETED"
+    ]
+    return runs
+
+
+@pytest.mark.slow
+def test_app_sigkilled_mid_run_every_side_effect_exactly_once(
+    server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
+) -> None:
+    server = server_factory(extra_args=RETRY_EVERY_2S)
+    app = app_factory(server, ORDER_PAYMENT_TIMEOUT="4")
+    server.wait_functions(APP_FNS)
+    batch = orders(50, "k")
+    items = sum(len(o["data"]["items"]) for o in batch)
+    assert app.http.post("/api/events", json=batch).status_code == 200
+
+    wait_until(lambda: server.function_runs(ORDER), 30, interval=0.05, what="the first runs")
+    app.kill()  # 1: during validate / fan-out
+    app.start()
+    wait_until(lambda: ledger(app).get("item.reserved", 0) >= 10, 60, what="reservations under way")
+    time.sleep(3)
+    app.kill()  # 2: while the runs wait for payment and start to cancel
+    app.start()
+
+    wait_completed(server, ORDER, 50, timeout=180)
+    wait_completed(server, RESERVE, items, timeout=60)
+    assert ledger(app) == {"item.reserved": items, "order.cancelled": 50}
+
+
+@pytest.mark.slow
+def test_server_restart_mid_run_stalls_runs_in_flight(
+    server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
+) -> None:
+    """Pins a limit of `inngest start` v1.43.0 on SQLite: restarted on the same data dir mid-run (a clean
+    SIGTERM stop; a SIGKILL does the same), the runs in flight stay Running, their queue items refused
+    with "missing constraint config workflow version"; a re-sync does not help. New runs work. So a
+    single-node server is stopped only once its queue has drained (docs/operations.md); when a release
+    fixes this, this test fails and the docs can promise more."""
+    server = server_factory()
+    app = app_factory(server, ORDER_PAYMENT_TIMEOUT="3")
+    server.wait_functions(APP_FNS)
+    assert app.http.post("/api/events", json=orders(10, "s")).status_code == 200
+    wait_until(lambda: ledger(app).get("item.reserved", 0) >= 3, 60, what="runs under way")
+    server.stop()
+    wait_port_free(server.port)
+    server.start()  # same ports, same --sqlite-dir
+
+    (run,) = server.wait_run_finished(server.send("test/integration", {"message": "after restart"}), 60)
+    assert (run["status"], run["output"]) == ("Completed", "after restart")
+    time.sleep(10)  # three payment timeouts: every run in flight would have been cancelled by now
+    stalled = [r for r in server.function_runs(ORDER) if r["status"] not in ENDED]
+    assert len(stalled) == 10 and "order.cancelled" not in ledger(app), stalled
+
+
+@pytest.mark.slow
+def test_app_sigterm_under_load_loses_no_run(
+    server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
+) -> None:
+    server = server_factory(extra_args=RETRY_EVERY_2S)
+    app = app_factory(server, SHUTDOWN_DRAIN_SECONDS="2")
+    server.wait_functions(APP_FNS)
+    total = 200
+    events = [{"name": "test/integration", "data": {"message": f"m{n}"}} for n in range(total)]
+    assert app.http.post("/api/events", json=events).status_code == 200
+    wait_until(
+        lambda: sum(r["status"] == "COMPLETED" for r in server.function_runs("fastapi-app-test-integration")) >= 20,
+        60,
+        what="runs flowing",
+    )
+    app.signal(signal.SIGTERM)
+    assert app.proc is not None and app.proc.wait(30) in (0, -signal.SIGTERM), app.log_tail()
+    app.start()  # the replacement
+    wait_completed(server, "fastapi-app-test-integration", total, timeout=120)
