@@ -6,6 +6,7 @@ url/signing_key/event_key); results are read from the server's REST and GraphQL 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +25,12 @@ APP_FNS = {
 }
 # Failed steps are retried after 1 s instead of the server's exponential backoff (15 s and more).
 FAST_RETRIES = ("--retry-interval", "1")
+
+
+def ledger(app: AppProcess) -> dict[str, int]:
+    """Side effects the app performed, by kind (its idempotency ledger, SQLite by default)."""
+    with sqlite3.connect(app.side_effects_db) as db:
+        return dict(db.execute("SELECT kind, count(*) FROM side_effects GROUP BY kind").fetchall())
 
 
 @pytest.fixture

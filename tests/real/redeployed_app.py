@@ -5,8 +5,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
+
+# One worker keeps its metrics in memory: the launcher drops PROMETHEUS_MULTIPROC_DIR before the app's
+# modules load. This entry point imports them first, so it drops it first.
+if int(os.environ.get("WEB_CONCURRENCY", "1")) == 1:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 import inngest
 

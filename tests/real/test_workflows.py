@@ -6,16 +6,15 @@ app's idempotency ledger."""
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.real.conftest import APP_FNS
+from tests.real.conftest import APP_FNS, ledger
 from tests.standin.fixtures import AppProcess
 from tests.support import wait_until
-from tests.support.inngest import InngestServer
+from tests.support.inngest import ENDED, InngestServer
 
 PAYMENT_TIMEOUT = 20  # seconds (production: 24 h); room to pay o-1 on a busy machine
 COOL_OFF = 0.5  # seconds (production: 10 min)
@@ -26,11 +25,6 @@ def send(app: AppProcess, name: str, data: dict[str, Any]) -> str:
     assert res.status_code == 200, res.text
     (event_id,) = res.json()["ids"]
     return str(event_id)
-
-
-def ledger(app: AppProcess) -> dict[str, int]:
-    with sqlite3.connect(app.side_effects_db) as db:
-        return dict(db.execute("SELECT kind, count(*) FROM side_effects GROUP BY kind").fetchall())
 
 
 def when(stamp: str) -> datetime.datetime:
@@ -101,7 +95,7 @@ def test_cron_registered_with_its_schedule_and_its_body_runs(real_stack: tuple[I
     assert cron["triggers"] == [{"type": "CRON", "value": "TZ=UTC 0 3 * * *"}]
     server.invoke("fastapi-app-nightly-cleanup")
     (run,) = wait_until(
-        lambda: [r for r in server.function_runs("fastapi-app-nightly-cleanup") if r["status"] != "RUNNING"],
+        lambda: [r for r in server.function_runs("fastapi-app-nightly-cleanup") if r["status"] in ENDED],
         30,
         what="the invoked cron run",
     )
