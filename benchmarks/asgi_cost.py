@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script: the repository root (for `benchmarks.*`) and this directory (for baseline_app).
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-import run  # benchmarks/run.py: the same request body and signature
+from benchmarks import config  # noqa: E402  the same request body and signature as the wrk rounds
 
 VARIANTS = (
     "baseline",
@@ -43,8 +44,8 @@ def _app_env(key: str) -> None:
             "INNGEST_MODE": "self-hosted",
             "INNGEST_BASE_URL": "http://127.0.0.1:9",
             "INNGEST_SIGNING_KEY": key,
-            "INNGEST_EVENT_KEY": run.EVENT_KEY,
-            "INNGEST_SERVE_ORIGIN": run.SERVE_ORIGIN,
+            "INNGEST_EVENT_KEY": config.EVENT_KEY,
+            "INNGEST_SERVE_ORIGIN": config.SERVE_ORIGIN,
             "INNGEST_SYNC_ON_STARTUP": "false",
             "LOG_LEVEL": "INFO",
         }
@@ -101,7 +102,7 @@ def build(variant: str, key: str) -> Any:
 async def drive(asgi: Any, body: bytes, headers: dict[str, str], requests: int, batches: int) -> list[float]:
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     raw_headers.append((b"content-length", str(len(body)).encode()))
-    path, _, query = run.STEP_PATH.partition("?")
+    path, _, query = config.STEP_PATH.partition("?")
     scope_base = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(args: argparse.Namespace, key: str) -> int:
     asgi = build(args.variant, key)
-    body = run.step_request_body()
-    headers = run.signed_headers(body, key)
+    body = config.step_request_body()
+    headers = config.signed_headers(body, key)
     loop_name = args.loop or ("asyncio" if args.variant == "baseline" else "uvloop")
     if loop_name == "uvloop":
         import uvloop

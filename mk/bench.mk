@@ -7,4 +7,4 @@ BENCH_ARGS ?=
 .PHONY: bench
 
 bench: venv ## Benchmark the app vs the bare SDK example with wrk (QUICK=1: short run under a minute)
-	$(PY) benchmarks/run.py $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT)) $(BENCH_ARGS)
+	$(PY) -m benchmarks $(if $(filter-out 0 no false,$(QUICK)),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT)) $(BENCH_ARGS)

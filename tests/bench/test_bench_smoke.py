@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,3 +69,11 @@ def test_make_bench_quick(tmp_path: Path) -> None:
         assert {"target", "value", "met"} <= target.keys()
     # Quick mode is the one meant for every test run: keep it short (generous bound for a busy machine).
     assert elapsed < 180, f"make bench QUICK=1 took {elapsed:.0f} s"
+
+
+def test_readme_figures_match_the_reference_run() -> None:
+    """benchmarks/README.md's table is the one generated from the committed reference results file."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.readme_figures", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,1 @@
+"""`make bench`: the app against the bare inngest-py FastAPI example (see benchmarks/README.md)."""

@@ -1,0 +1,109 @@
+"""Constants of a run and the two profiles (full and quick)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+from tests.support import ROOT
+
+BENCH = ROOT / "benchmarks"
+LUA = BENCH / "wrk" / "inngest.lua"
+SCHEMA_VERSION = 1
+
+APP_ID = "fastapi-app"
+FN_ID = f"{APP_ID}-test-integration"
+SERVE_PATH = "/api/inngest"
+STEP_PATH = f"{SERVE_PATH}?fnId={FN_ID}&stepId=step"
+EVENT_KEY = "bench-event-key"
+EVENT_API_TOKEN = "bench-event-api-token-0001"  # the event API caller (EVENT_API_KEYS)
+# Registered URL only (the app validates it is not loopback); nothing connects to it during the run.
+SERVE_ORIGIN = "http://app:8000"
+
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+PACKAGES = (
+    "app",
+    "inngest",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "h11",
+    "pydantic",
+    "prometheus-client",
+    "python-json-logger",
+    "httpx",
+    "jcs",
+)
+
+
+@dataclass
+class Profile:
+    quick: bool
+    rounds: int
+    duration: int
+    warmup: int
+    connections: int
+    invocations: int
+    cold_starts: int
+    metrics_samples: int
+    sync_repeats: int
+    sync_sizes: tuple[int, ...] = (10, 100, 500)
+    metrics_functions: int = 50
+
+    @classmethod
+    def make(cls, quick: bool) -> Profile:
+        # rounds, duration s, warm-up s, connections, invocations for RSS, cold starts, /metrics samples,
+        # sync repeats
+        if quick:
+            return cls(True, 2, 2, 1, 32, 2_000, 2, 30, 2)
+        return cls(False, 5, 10, 3, 32, 20_000, 5, 300, 10)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def step_request_body(fn_id: str = FN_ID) -> bytes:
+    """What the executor POSTs for the first (and, for a step-less function, only) call of a run."""
+    event = {
+        "name": "test/integration",
+        "data": {"message": "Hello"},
+        "id": "01JBENCH0000000000000000EV",
+        "ts": 1_764_300_000_000,
+        "user": {},
+    }
+    payload = {
+        "event": event,
+        "events": [event],
+        "steps": {},
+        "use_api": False,
+        "version": 1,
+        "ctx": {
+            "run_id": "01JBENCH0000000000000000RN",
+            "attempt": 0,
+            "disable_immediate_execution": False,
+            "use_api": False,
+            "stack": {"stack": [], "current": 0},
+            "fn_id": "00000000-0000-0000-0000-00000000beef",
+            "env": "production",
+            "max_attempts": 4,
+        },
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def signed_headers(body: bytes, key: str) -> dict[str, str]:
+    from app.sdk import sign
+
+    return {
+        "Content-Type": "application/json",
+        "X-Inngest-Signature": sign(body, key),
+        "X-Inngest-Server-Kind": "cloud",
+        "User-Agent": "inngest-bench",
+    }

@@ -1,0 +1,1 @@
+"""One module per measured phase; each takes the running environment and returns its JSON section."""

@@ -1,0 +1,98 @@
+"""The one table of targets: it drives the checks, the target column of the printed table and the README."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Result = dict[str, Any]
+
+OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    op: str
+    bound: float | Callable[[Result], float]
+    bound_text: str  # the bound as people read it ("1.20", "baseline p99")
+    means: str
+    value: Callable[[Result], float | None]
+
+    @property
+    def limit(self) -> str:
+        return f"{self.op} {self.bound_text}"
+
+    def check(self, result: Result) -> tuple[float | None, bool]:
+        value = self.value(result)
+        bound = self.bound(result) if callable(self.bound) else self.bound
+        return value, value is not None and OPS[self.op](value, bound)
+
+
+TARGETS = (
+    Target(
+        "throughput_ratio",
+        ">=",
+        1.20,
+        "1.20",
+        "app req/s / baseline req/s, median of rounds",
+        lambda r: r["throughput"]["ratio_median"],
+    ),
+    Target(
+        "p99_not_worse",
+        "<=",
+        lambda r: r["throughput"]["baseline"]["p99_ms"],
+        "baseline p99",
+        "app p99 latency, median of rounds",
+        lambda r: r["throughput"]["app"]["p99_ms"],
+    ),
+    Target(
+        "cold_start",
+        "<=",
+        1.5,
+        "1.5 s",
+        "exec to /readyz 200, median",
+        lambda r: r["cold_start"]["app_readyz_s"],
+    ),
+    Target(
+        "rss_growth",
+        "<",
+        5,
+        "5 MB",
+        "RSS growth from the fresh process over the invocations (20,000; quick mode: fewer)",
+        lambda r: r["memory"]["app"]["growth_mb"],
+    ),
+    Target(
+        "metrics_latency",
+        "<",
+        10,
+        "10 ms",
+        "/metrics with 50 functions, median",
+        lambda r: r["metrics"]["with_functions"]["median_ms"],
+    ),
+    Target(
+        "sync_linear",
+        "<=",
+        1.5,
+        "1.5",
+        "marginal cost growth of the sync payload build (~1: linear in the number of functions)",
+        lambda r: r["sync"]["marginal_growth"],
+    ),
+)
+BY_NAME = {t.name: t for t in TARGETS}
+
+
+def evaluate(result: Result) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for target in TARGETS:
+        value, met = target.check(result)
+        out[target.name] = {"target": f"{target.limit} ({target.means})", "value": value, "met": met}
+    return out
+
+
+def cell(name: str, result: Result) -> str:
+    """The target column of a table row: the limit and whether this result met it."""
+    met = result["targets"][name]["met"]
+    return f"{BY_NAME[name].limit}: {'met' if met else 'MISSED'}"
