@@ -10,13 +10,16 @@ endif
 COMPOSE_SH ?= scripts/compose.sh
 # Further override files, applied last (e.g. a site-specific or test override).
 COMPOSE_EXTRA ?=
+# `make backup` writes BACKUP_DIR/<UTC timestamp>/; `make restore BACKUP=<that dir>` reads one back.
+BACKUP_DIR ?= backups
+BACKUP ?=
 COMPOSE := $(COMPOSE_SH) --env-file $(ENV_FILE) -f docker-compose.yml $(if $(MODE),-f deploy/compose/$(MODE).yml) \
 	$(foreach f,$(COMPOSE_EXTRA),-f $(f))
 
-.PHONY: up down logs ps sync send doctor e2e
+.PHONY: up down logs ps sync send doctor e2e backup restore
 
 # Without Compose v2, stop before doing anything with exactly one line saying what to install.
-ifneq ($(filter up down logs ps sync doctor e2e,$(MAKECMDGOALS)),)
+ifneq ($(filter up down logs ps sync doctor e2e backup restore,$(MAKECMDGOALS)),)
 COMPOSE_MISSING := $(shell $(COMPOSE_SH) version >/dev/null 2>&1 || $(COMPOSE_SH) version 2>&1 >/dev/null)
 ifneq ($(COMPOSE_MISSING),)
 $(error $(COMPOSE_MISSING))
@@ -59,3 +62,11 @@ doctor: ## Diagnose the running app's Inngest configuration
 
 e2e: ## End to end with real images (Docker + registry): up, send, run Completed "Hello", down -v
 	ENV_FILE=$(ENV_FILE) $(PYTHON) scripts/e2e.py
+
+backup: ## Back up the server's SQLite and the app's database into BACKUP_DIR/<timestamp> (stops the server briefly)
+	@COMPOSE="$(COMPOSE)" MODE="$(MODE)" $(PYTHON) scripts/backup.py backup "$(BACKUP_DIR)"
+
+# The restored server may hold an older function list: `make up` starts what restore stopped and re-syncs.
+restore: ## Restore BACKUP=<dir> written by make backup (replaces the current state), then make up
+	@COMPOSE="$(COMPOSE)" MODE="$(MODE)" $(PYTHON) scripts/backup.py restore "$(BACKUP)"
+	@$(MAKE) --no-print-directory up

@@ -129,6 +129,13 @@ exit 0
 
 
 def run_make_up(tmp_path: Path, sync_exit: int, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    proc, calls = run_make(tmp_path, "up", *args, sync_exit=sync_exit)
+    assert (tmp_path / "stack.env").exists(), proc.stderr
+    return proc, calls
+
+
+def run_make(tmp_path: Path, *args: str, sync_exit: int = 0) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make ARGS` with the stand-in `docker` first on PATH: the result and the compose calls it recorded."""
     make = shutil.which("make")
     if not make:
         pytest.skip("make not installed")
@@ -144,9 +151,8 @@ def run_make_up(tmp_path: Path, sync_exit: int, *args: str) -> tuple[subprocess.
         "FAKE_SYNC_EXIT": str(sync_exit),
     }
     env_file = tmp_path / "stack.env"
-    cmd = [make, "--no-print-directory", "up", f"ENV_FILE={env_file}", f"PYTHON={sys.executable}", *args]
+    cmd = [make, "--no-print-directory", *args, f"ENV_FILE={env_file}", f"PYTHON={sys.executable}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert env_file.exists(), proc.stderr
     return proc, log.read_text().splitlines() if log.exists() else []
 
 
@@ -181,9 +187,9 @@ def test_make_rejects_an_unknown_mode() -> None:
 def test_every_target_is_documented() -> None:
     text = (ROOT / "mk" / "compose.mk").read_text()
     documented = set(re.findall(r"^([a-z0-9-]+):.*## \S", text, re.M))
-    assert {"up", "down", "logs", "ps", "sync", "send", "doctor", "e2e"} <= documented
+    assert {"up", "down", "logs", "ps", "sync", "send", "doctor", "e2e", "backup", "restore"} <= documented
 
 
 def test_scripts_are_executable() -> None:
-    for name in ("compose.sh", "make_env.py", "send_event.py", "e2e.py"):
+    for name in ("compose.sh", "make_env.py", "send_event.py", "e2e.py", "backup.py"):
         assert os.access(ROOT / "scripts" / name, os.X_OK), name
