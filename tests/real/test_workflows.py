@@ -108,3 +108,67 @@ def test_per_customer_concurrency_limit_is_registered(real_stack: tuple[InngestS
     server, _ = real_stack
     config = server.functions()["fastapi-app-process-order"]["configuration"]
     assert config["concurrency"] == [{"limit": {"value": 2}, "key": "event.data.customer_id", "scope": "FUNCTION"}]
+
+
+SIDE_EFFECT_DELAY = 2.0  # seconds each charge-payment and ship-order step lasts (tests.real.slow_effects_app)
+EDGE = 0.4  # seconds trimmed off both ends of each step before comparing: a hand-over is not an overlap
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of `(start, end)` intervals that overlap at one instant."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # ends sort first
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.slow
+def test_per_customer_concurrency_limit_in_run_timing(
+    server: InngestServer, app_factory: Callable[..., AppProcess]
+) -> None:
+    """Three orders of c-1 and two of c-2, paid at once: the server runs at most two of c-1's steps at a time
+    (the server limits executing steps; a run waiting for payment or sleeping holds no slot), while c-2's
+    steps run alongside them. Each step's start and end are the server's own trace times."""
+    app = app_factory(
+        server,
+        module="tests.real.slow_effects_app",
+        SIDE_EFFECT_DELAY=str(SIDE_EFFECT_DELAY),
+        ORDER_PAYMENT_TIMEOUT=str(PAYMENT_TIMEOUT * 6),
+        ORDER_COOL_OFF=str(COOL_OFF),
+    )
+    server.wait_functions(APP_FNS)
+    orders = {"o-a1": "c-1", "o-a2": "c-1", "o-a3": "c-1", "o-b1": "c-2", "o-b2": "c-2"}
+    events = {
+        order: send(app, "shop/order.created", {"order_id": order, "customer_id": customer, "items": [{"sku": order}]})
+        for order, customer in orders.items()
+    }
+
+    def all_waiting() -> dict[str, str] | None:
+        runs: dict[str, str] = {}
+        for order, event in events.items():
+            found = server.runs_for_event(event)
+            if not found or server.run_steps(found[0]["run_id"]).get("wait-for-payment", {}).get("status") != "WAITING":
+                return None
+            runs[order] = found[0]["run_id"]
+        return runs
+
+    run_ids = wait_until(all_waiting, 90, interval=0.5, what="every order waiting to be paid")
+    for order in orders:
+        send(app, "shop/payment.confirmed", {"order_id": order, "amount": 1})
+    for order, event in events.items():
+        (run,) = server.wait_run_finished(event, 120)
+        assert run["status"] == "Completed" and run["output"]["status"] == "shipped", (order, run)
+
+    spans: dict[str, list[tuple[float, float]]] = {"c-1": [], "c-2": []}
+    for order, customer in orders.items():
+        times = server.step_times(run_ids[order])
+        for step in ("charge-payment", "ship-order"):
+            start, end = (when(stamp).timestamp() for stamp in times[step])
+            assert end - start >= SIDE_EFFECT_DELAY, (order, step, times[step])  # the slow step, as the server saw it
+            spans[customer].append((start + EDGE, end - EDGE))
+    assert most_at_once(spans["c-1"]) == 2, spans  # the limit is reached and never exceeded
+    assert most_at_once(spans["c-2"]) <= 2, spans
+    assert most_at_once(spans["c-1"] + spans["c-2"]) >= 3, spans  # other customers are not held up
+    assert ledger(app) == {"item.reserved": 5, "payment.captured": 5, "order.shipped": 5}

@@ -241,6 +241,16 @@ class InngestServer:
             return {}
         return {span["name"]: span for span in trace.get("childrenSpans") or []}
 
+    def step_times(self, run_id: str) -> dict[str, tuple[str, str]]:
+        """When the server started and ended each finished step of one run, by name (RFC 3339 times)."""
+        query = "query($r: String!) { run(runID: $r) { trace { childrenSpans { name startedAt endedAt } } } }"
+        trace = (self.gql(query, {"r": run_id})["run"] or {}).get("trace") or {}
+        return {
+            span["name"]: (span["startedAt"], span["endedAt"])
+            for span in trace.get("childrenSpans") or []
+            if span["startedAt"] and span["endedAt"]
+        }
+
     def invoke(self, slug: str, data: dict[str, Any] | None = None) -> None:
         """Run a function now, as the UI's "Invoke" button does (the way to run a cron function on demand)."""
         mutation = "mutation($slug: String!, $data: Map) { invokeFunction(functionSlug: $slug, data: $data) }"
