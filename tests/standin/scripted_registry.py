@@ -45,6 +45,15 @@ class FakeRegistry:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _text(self, status: int, text: str) -> None:
+                """`inngest start`'s plain-text answers: a refused key, an unknown route."""
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _authorized(self) -> bool:
                 return self.headers.get("Authorization") == f"Bearer {hashed_signing_key(signing_key)}"
 
@@ -52,7 +61,10 @@ class FakeRegistry:
                 if self.path == "/health":
                     self._reply(200, {"status": 200, "message": "OK"})
                 elif self.path == "/dev":  # `inngest start`: 401 without the key, 404 with it
-                    self._reply(404 if self._authorized() else 401, {"error": "not found"})
+                    if self._authorized():
+                        self._text(404, "404 page not found\n")
+                    else:
+                        self._text(401, "Authentication failed\n")
                 else:
                     self._reply(404, {"error": "not found"})
 
@@ -61,7 +73,7 @@ class FakeRegistry:
                 if self.path.startswith("/fn/register"):
                     registry.auth_headers.append(self.headers.get("Authorization", ""))
                     if not self._authorized():
-                        self._reply(401, {"error": "signing key invalid"})
+                        self._text(401, "Authentication failed\n")
                         return
                     registry.registrations.append(json.loads(body))
                     status, reply = registry.replies.pop(0) if registry.replies else registry.default

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -136,14 +137,21 @@ def test_sync_ok_false_exits_non_zero_with_the_servers_reason(tmp_path: Path, re
     assert "Traceback" not in proc.stderr
 
 
-def test_sync_wrong_key_reports_the_401(tmp_path: Path, registry: FakeRegistry) -> None:
-    registry.default = (401, {"error": "signing key invalid"})
+def test_sync_wrong_key_reports_the_401(tmp_path: Path) -> None:
+    """The server refuses another key with `inngest start`'s plain-text 401: one line naming the mismatch and
+    its fix, within seconds, without retrying."""
+    registry = FakeRegistry(secrets.token_hex(32), EVENT_KEY).start()
     port = free_port()
-    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url)
-    with running_app(env, tmp_path / "app.log"):
-        proc = _sync(env)
+    env = app_env(port, tmp_path, INNGEST_BASE_URL=registry.url, INNGEST_SYNC_TIMEOUT="60")
+    try:
+        with running_app(env, tmp_path / "app.log"):
+            proc = _sync(env)
+    finally:
+        registry.stop()
     assert proc.returncode == 1
-    assert "signing key invalid" in proc.stderr
+    assert "signing key mismatch" in proc.stderr and "same signing key" in proc.stderr, proc.stderr
+    assert "not valid JSON" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(registry.auth_headers) == 1  # a 401 is not retried
 
 
 def test_sync_retries_until_the_server_appears(tmp_path: Path) -> None:
