@@ -38,6 +38,9 @@ class StandIn(ControlApi):  # ControlApi already combines registration, executor
 
     # --- HTTP ------------------------------------------------------------------------------------------
 
+    async def dev_not_found(self, request: Request) -> Response:
+        return PlainTextResponse("404 page not found\n", status_code=404)
+
     def app(self) -> Starlette:
         def auth(handler: Any) -> Any:
             async def wrapped(request: Request) -> Response:
@@ -52,6 +55,10 @@ class StandIn(ControlApi):  # ControlApi already combines registration, executor
             Route("/fn/register", self.register, methods=["POST"]),
             Route("/e/{key}", self.receive_event, methods=["POST"]),
             Route("/metrics", self.metrics),
+            # `inngest start` keeps /dev (the dev server's info) behind the signing-key check and then has no
+            # such route: 401 "Authentication failed" for a wrong key, Go's plain 404 for the right one.
+            # The app's key probe (app/sync.py `signing_key_refused`) relies on exactly that.
+            Route("/dev", auth(self.dev_not_found)),
             Route("/v0/runs/{run_id}/batch", auth(self.api_batch)),
             Route("/v0/runs/{run_id}/actions", auth(self.api_actions)),
             Route("/v1/events/{event_id}/runs", auth(self.api_event_runs)),

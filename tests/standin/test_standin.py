@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import secrets
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -92,7 +94,11 @@ def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory) -> None:
 
 def test_register_and_event_auth(standin: StandInProcess) -> None:
     res = standin.http.post("/fn/register", json={"appname": "x", "url": "http://x", "functions": []})
-    assert res.status_code == 401
+    assert (res.status_code, res.text, res.headers["content-type"]) == (
+        401,
+        "Authentication failed\n",
+        "text/plain; charset=utf-8",
+    )
     assert standin.http.post("/e/wrong-key", json={"name": "a"}).status_code == 401
     assert standin.http.post(f"/e/{standin.event_key}", content=b"{").status_code == 400
     assert standin.http.post(f"/e/{standin.event_key}", json={"data": {}}).status_code == 400
@@ -123,6 +129,12 @@ def test_register_and_event_auth(standin: StandInProcess) -> None:
     assert first["ok"] and first["modified"] and again["ok"] and not again["modified"]
     assert first["app_id"] == again["app_id"]
     assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs").status_code == 401
+    # The key probe the app's sync and doctor use, answered as `inngest start` answers it.
+    for headers in ({}, {"Authorization": "Bearer signkey-prod-00"}):
+        refused = standin.http.get("/dev", headers=headers)
+        assert (refused.status_code, refused.text) == (401, "Authentication failed\n")
+    past_the_check = standin.http.get("/dev", headers=bearer)
+    assert (past_the_check.status_code, past_the_check.text) == (404, "404 page not found\n")
     assert standin.http.get(f"/v1/events/{ok['ids'][0]}/runs", headers=bearer).json()["data"] == []
     assert httpx.get(standin.url + "/health").json() == {"status": 200, "message": "OK"}
 
@@ -198,3 +210,19 @@ def test_answers_not_from_the_sdk_are_failures(standin: StandInProcess) -> None:
         assert counters["sdk_missing_header"] == 2 and counters["sdk_bad_signature"] == 2
     finally:
         impostor.shutdown()
+
+
+def test_a_wrong_signing_key_gets_the_real_servers_diagnosis(standin: StandInProcess, app_factory) -> None:
+    """Against the stand-in as against `inngest start` (tests/real/test_keys.py): the plain-text 401 on
+    /fn/register and on the /dev key probe, so sync and doctor name the mismatch instead of an outage or
+    "keys accepted"."""
+    app = app_factory(standin, INNGEST_SIGNING_KEY=secrets.token_hex(32), INNGEST_SYNC_TIMEOUT="60")
+    sync = subprocess.run([PYTHON, "-m", "app", "sync"], env=app.env, capture_output=True, text=True, timeout=120)
+    assert sync.returncode == 1, sync
+    (line,) = sync.stderr.strip().splitlines()
+    assert "signing key mismatch" in line and "same signing key" in line and standin.url in line, line
+    doctor = subprocess.run([PYTHON, "-m", "app", "doctor"], env=app.env, capture_output=True, text=True, timeout=120)
+    assert doctor.returncode == 1
+    failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed and all("signing key mismatch" in f and "fix: " in f for f in failed), doctor.stdout
+    assert "keys accepted" not in doctor.stdout
