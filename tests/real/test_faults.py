@@ -53,8 +53,12 @@ def wait_completed(server: InngestServer, slug: str, count: int, timeout: float)
 def test_app_sigkilled_mid_run_every_side_effect_exactly_once(
     server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
 ) -> None:
+    """50 orders, half of them paid: the app SIGKILLed during validation and fan-out, during charge and
+    shipping, and during the cancellations. Every run Completed (shipped or cancelled), every side effect
+    exactly once."""
     server = server_factory(extra_args=RETRY_EVERY_2S)
-    app = app_factory(server, ORDER_PAYMENT_TIMEOUT="4")
+    # Room for all 50 runs to be waiting (checked run by run on a busy machine) before any times out.
+    app = app_factory(server, ORDER_PAYMENT_TIMEOUT="90", ORDER_COOL_OFF="1")
     server.wait_functions(APP_FNS)
     batch = orders(50, "k")
     items = sum(len(o["data"]["items"]) for o in batch)
@@ -63,14 +67,28 @@ def test_app_sigkilled_mid_run_every_side_effect_exactly_once(
     wait_until(lambda: server.function_runs(ORDER), 30, interval=0.05, what="the first runs")
     app.kill()  # 1: during validate / fan-out
     app.start()
-    wait_until(lambda: ledger(app).get("item.reserved", 0) >= 10, 60, what="reservations under way")
-    time.sleep(3)
-    app.kill()  # 2: while the runs wait for payment and start to cancel
+
+    def all_waiting() -> bool:
+        runs = server.function_runs(ORDER)
+        steps = [server.run_steps(r["id"]).get("wait-for-payment", {}).get("status") for r in runs]
+        return len(runs) == 50 and all(status == "WAITING" for status in steps)
+
+    wait_until(all_waiting, 80, interval=1, what="every order waiting to be paid")
+    paid = [o["data"]["order_id"] for o in batch[::2]]
+    payments = [{"name": "shop/payment.confirmed", "data": {"order_id": order, "amount": 10}} for order in paid]
+    assert app.http.post("/api/events", json=payments).status_code == 200
+    wait_until(lambda: ledger(app).get("payment.captured", 0) >= 5, 60, what="payments under way")
+    app.kill()  # 2: during charge / cool-off / ship
+    app.start()
+    wait_until(lambda: ledger(app).get("order.cancelled", 0) >= 3, 60, what="cancellations under way")
+    app.kill()  # 3: while the unpaid runs time out and cancel
     app.start()
 
-    wait_completed(server, ORDER, 50, timeout=180)
+    runs = wait_completed(server, ORDER, 50, timeout=180)
     wait_completed(server, RESERVE, items, timeout=60)
-    assert ledger(app) == {"item.reserved": items, "order.cancelled": 50}
+    outcomes = sorted(server.run(r["id"])["output"]["status"] for r in runs)
+    assert outcomes == ["cancelled"] * 25 + ["shipped"] * 25
+    assert ledger(app) == {"item.reserved": items, "payment.captured": 25, "order.shipped": 25, "order.cancelled": 25}
 
 
 @pytest.mark.slow

@@ -6,13 +6,14 @@ app's idempotency ledger."""
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.real.conftest import APP_FNS, ledger
-from tests.standin.fixtures import AppProcess
+from tests.standin.fixtures import AppProcess, metric_value
 from tests.support import wait_until
 from tests.support.inngest import ENDED, InngestServer
 
@@ -86,7 +87,48 @@ def test_every_workflow_on_the_real_server(workflow_stack: tuple[InngestServer, 
     assert steps["ship-order"]["status"] == "COMPLETED" and steps["ship-order"]["attempts"] == 1, steps
     assert all(s["attempts"] == 0 for name, s in steps.items() if name != "ship-order"), steps
     invalid_steps = server.run_steps(failed["run_id"])
-    assert invalid_steps == {"function error": {"name": "function error", "status": "FAILED", "attempts": 0}}
+    assert invalid_steps == {
+        "function error": {"name": "function error", "status": "FAILED", "attempts": 0, "stepOp": None}
+    }
+    assert set(steps) == {
+        "validate-order",
+        "reserve-items",
+        "wait-for-payment",
+        "charge-payment",
+        "cool-off",
+        "ship-order",
+        "function success",
+    }
+    assert all(s["status"] == "COMPLETED" for s in steps.values()), steps
+    fan_out = [server.run(r["id"])["output"] for r in server.function_runs("fastapi-app-reserve-item")]
+    assert sorted((r["order_id"], r["sku"], r["qty"]) for r in fan_out) == [
+        ("o-1", "A", 2),
+        ("o-1", "B", 1),
+        ("o-2", "C", 1),
+    ]
+
+    # The app's metrics agree with what the server recorded, function by function: runs completed and
+    # failed, and the steps of every run by kind, with the failed attempts the server retried.
+    metrics = app.metrics()
+    for fn in ("process-order", "reserve-item", "test-integration"):
+        runs = server.function_runs(f"fastapi-app-{fn}")
+        spans = [span for r in runs for span in server.run_steps(r["id"]).values()]
+        done = Counter(span["stepOp"] for span in spans if span["stepOp"] and span["status"] == "COMPLETED")
+        retried = sum(span["attempts"] for span in spans if span["stepOp"] == "RUN")
+        for op, server_op, count in (
+            ("StepRun", "RUN", done["RUN"]),
+            ("Sleep", "SLEEP", done["SLEEP"]),
+            ("WaitForEvent", "WAIT_FOR_EVENT", done["WAIT_FOR_EVENT"]),
+            ("StepError", "RUN attempts", retried),
+        ):
+            assert metric_value(metrics, "app_inngest_steps_total", function=fn, op=op) == count, (fn, server_op, spans)
+        outcomes = Counter(r["status"] for r in runs)
+        invocations = "app_inngest_function_invocations_total"
+        assert metric_value(metrics, invocations, function=fn, outcome="completed") == outcomes["COMPLETED"], fn
+        assert metric_value(metrics, invocations, function=fn, outcome="permanent_failure") == outcomes["FAILED"], fn
+    sent = 6  # o-1, o-2, o-3, hello, the stray payment and o-1's payment, through the app's event API
+    assert metric_value(metrics, "http_requests_total", handler="/api/events", method="POST", status="200") == sent
+    assert metric_value(metrics, "app_inngest_events_sent_total", outcome="ok") == sent + len(fan_out)
 
 
 def test_cron_registered_with_its_schedule_and_its_body_runs(real_stack: tuple[InngestServer, AppProcess]) -> None:

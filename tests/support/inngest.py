@@ -233,8 +233,9 @@ class InngestServer:
             after = page["edges"][-1]["cursor"]
 
     def run_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """The steps of one run so far, by name: `status` (WAITING, COMPLETED...) and `attempts` (retries)."""
-        query = "query($r: String!) { run(runID: $r) { trace { childrenSpans { name status attempts } } } }"
+        """The steps of one run so far, by name: `status` (WAITING, COMPLETED...), `attempts` (retries) and
+        `stepOp` (RUN, SLEEP, WAIT_FOR_EVENT...; null for the function's own error)."""
+        query = "query($r: String!) { run(runID: $r) { trace { childrenSpans { name status attempts stepOp } } } }"
         try:
             trace = (self.gql(query, {"r": run_id})["run"] or {}).get("trace") or {}
         except AssertionError:  # "no rows": the run's history is written a moment after the run starts
