@@ -129,21 +129,31 @@ STALE_SERVER = {
     "networkpolicy.networking.k8s.io/app-inngest-server",
     "networkpolicy.networking.k8s.io/app-sync-inngest-server",
 }
-STALE_HA = STALE_SERVER | {
+# The app's in-cluster Postgres: Cloud expects a managed database (its PVC stays, with the app's data).
+STALE_DB = {
     "statefulset.apps/postgres",
-    "statefulset.apps/redis",
     "service/postgres",
-    "service/redis",
     "serviceaccount/postgres",
-    "serviceaccount/redis",
-    "poddisruptionbudget.policy/inngest",
     "networkpolicy.networking.k8s.io/postgres",
-    "networkpolicy.networking.k8s.io/redis",
-    "networkpolicy.networking.k8s.io/inngest-datastores",
+    "networkpolicy.networking.k8s.io/app-postgres",
 }
+STALE_HA = (
+    STALE_SERVER
+    | STALE_DB
+    | {
+        "statefulset.apps/redis",
+        "service/redis",
+        "serviceaccount/redis",
+        "poddisruptionbudget.policy/inngest",
+        "networkpolicy.networking.k8s.io/postgres-from-inngest",
+        "networkpolicy.networking.k8s.io/redis",
+        "networkpolicy.networking.k8s.io/inngest-datastores",
+        "configmap/app-db-sql",  # generated: name-<hash>
+    }
+)
 
 
-@pytest.mark.parametrize(("source", "expected"), [("self-hosted", STALE_SERVER), ("ha", STALE_HA)])
+@pytest.mark.parametrize(("source", "expected"), [("self-hosted", STALE_SERVER | STALE_DB), ("ha", STALE_HA)])
 def test_prune_before_the_switch_to_cloud_deletes_every_old_object(
     source: str, expected: set[str], tmp_path: Path, rendered: dict[str, list[Doc]]
 ) -> None:
@@ -151,7 +161,7 @@ def test_prune_before_the_switch_to_cloud_deletes_every_old_object(
     assert run.returncode == 0, run.stderr
     (delete,) = [c.split() for c in run.calls if c.startswith("delete")]
     names = {w for w in delete if "/" in w}
-    assert names == expected
+    assert {n.rsplit("-", 1)[0] if n.startswith("configmap/") else n for n in names} == expected
     # Complete: nothing of the old overlay but the PVCs, the Namespace and generated ConfigMaps survives.
     cloud = {(d["kind"], d["metadata"]["name"]) for d in rendered["cloud"]}
     for doc in rendered[source]:

@@ -46,6 +46,11 @@ DATASTORES: set[Flow] = {
     ("egress", "inngest", "same/redis", "6379/TCP"),
     ("ingress", "redis", "same/inngest", "6379/TCP"),
 }
+# The app's database (its migrate init container runs in the app pod): the only new flow it brings.
+APP_DB: set[Flow] = {
+    ("egress", "app", "same/postgres", "5432/TCP"),
+    ("ingress", "postgres", "same/app", "5432/TCP"),
+}
 CLOUD: set[Flow] = {
     # App -> Inngest Cloud; sync Job -> the public serve origin.
     ("egress", "app", "public", "443/TCP"),
@@ -54,8 +59,8 @@ CLOUD: set[Flow] = {
     ("egress", "app-sync", "ingress-nginx/*", "443/TCP"),
 }
 EXPECTED = {
-    "self-hosted": COMMON | SERVER,
-    "ha": COMMON | SERVER | DATASTORES,
+    "self-hosted": COMMON | SERVER | APP_DB,
+    "ha": COMMON | SERVER | APP_DB | DATASTORES,
     "cloud": COMMON | CLOUD,
 }
 
@@ -175,3 +180,20 @@ def test_cloud_sync_job_reaches_the_ingress_controller_directly(rendered: dict[s
     """The public origin may resolve to a load balancer IP that kube-proxy/Cilium short-circuit to the
     ingress-nginx pod (a private address the public rule excludes)."""
     assert ("egress", "app-sync", "ingress-nginx/*", "443/TCP") in flows(rendered["cloud"])
+
+
+@pytest.mark.parametrize("name", ["self-hosted", "ha"])
+def test_app_reaches_its_database_and_only_the_app_and_server_reach_postgres(
+    name: str, rendered: dict[str, list[Doc]]
+) -> None:
+    found = flows(rendered[name])
+    assert found >= APP_DB
+    clients = {pod for direction, pod, peer, port in found if direction == "egress" and peer == "same/postgres"}
+    assert clients == ({"app"} if name == "self-hosted" else {"app", "inngest"})
+    # Postgres itself reaches nothing but DNS.
+    assert {peer for direction, pod, peer, _ in found if direction == "egress" and pod == "postgres"} == set()
+
+
+def test_cloud_has_no_in_cluster_database_flow(rendered: dict[str, list[Doc]]) -> None:
+    """A managed database: its address is the operator's, allowed by a rule they add (deploy/k8s/README.md)."""
+    assert not [f for f in flows(rendered["cloud"]) if f[3] == "5432/TCP"]
