@@ -9,7 +9,10 @@ remains: neither the record nor the business write, and the server's retry perfo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,12 +35,28 @@ class Ledger:
         self.engine = engine
         # Both dialects spell the claim the same way; SQLAlchemy only needs to know which one it renders.
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _one_writer(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """SQLite has one writer at a time, and its busy handler polls with growing sleeps: with hundreds of
+        steps at once some waited past the server's call timeout. Queue this process's writers fairly
+        instead (one lock per event loop); other processes still wait on the file lock."""
+        if not self._sqlite:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        lock = self._writer_locks.get(loop)
+        if lock is None:
+            lock = self._writer_locks[loop] = asyncio.Lock()
+        return lock
 
     async def apply(self, run_id: str, step: str, kind: str, effect: Effect) -> Any:
         """Perform `await effect(conn)` once for (run_id, step); `effect` writes through `conn`, atomically
         with the record. Returns the effect's result (JSON-serialisable), the stored one on a repeat."""
         key = (side_effects.c.run_id == run_id) & (side_effects.c.step == step)
-        async with self.engine.begin() as conn:
+        async with self._one_writer(), self.engine.begin() as conn:
             claim = self._insert(side_effects).values(run_id=run_id, step=step, kind=kind, created_at=_now())
             # RETURNING says whether this insert won; rowcount is not reliable across drivers here.
             claimed = await conn.execute(claim.on_conflict_do_nothing().returning(side_effects.c.run_id))
@@ -60,6 +79,6 @@ class Ledger:
             return int((await conn.execute(query)).scalar_one())
 
     async def purge_older_than(self, age: datetime.timedelta) -> int:
-        async with self.engine.begin() as conn:
+        async with self._one_writer(), self.engine.begin() as conn:
             purged = await conn.execute(delete(side_effects).where(side_effects.c.created_at < _now() - age))
             return int(purged.rowcount)
