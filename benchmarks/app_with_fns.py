@@ -12,9 +12,13 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-import bench_functions  # benchmarks/ is on sys.path: it is this script's directory
+# Run as a script: the repository root on the path makes `benchmarks.*` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench_functions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app import functions as app_functions
-    from app import server
+    from app.server import serve
     from app.settings import settings_or_exit
 
     own = app_functions.builders()
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.web_concurrency != 1:
         print("app_with_fns: WEB_CONCURRENCY must be 1", file=sys.stderr)
         return 2
-    server.serve(settings, builders=builders)
+    serve(settings, builders=builders)
     return 0
 
 

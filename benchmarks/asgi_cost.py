@@ -20,6 +20,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -59,31 +60,34 @@ def build(variant: str, key: str) -> Any:
         import uvicorn.config
 
         logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)  # what `uvicorn` sets up by default
-        import baseline_app
+        from benchmarks import baseline_app
 
         return baseline_app.app
 
     _app_env(key)
     if variant == "app-no-log":
         os.environ["LOG_LEVEL"] = "WARNING"
-    from app import main, metrics
+    from app import metrics
     from app.logs import configure_logging
+    from app.main import create_app
     from app.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
     if variant == "app-no-http-metrics":
-        metrics.HttpMetrics.__call__ = lambda self, scope, receive, send: self.app(scope, receive, send)  # type: ignore[method-assign]
+        metrics.HttpMetrics.__call__ = lambda self, scope, receive, send: self.app(scope, receive, send)
     if variant == "app-no-sdk-middleware":
+        import inngest
+
         import app.inngest_client as ic
 
-        original = ic.inngest.Inngest
+        original = inngest.Inngest
 
         def client(**kwargs: Any) -> Any:
             kwargs["middleware"] = []
             return original(**kwargs)
 
-        ic.inngest = type("M", (), {"Inngest": staticmethod(client)})  # type: ignore[assignment]
+        ic.inngest = type("M", (), {"Inngest": staticmethod(client)})
     if variant == "app-no-own-middleware":
         import fastapi
 
@@ -94,9 +98,8 @@ def build(variant: str, key: str) -> Any:
                 return
             add(self, cls, *args, **kwargs)
 
-        fastapi.FastAPI.add_middleware = skip_own  # type: ignore[method-assign]
-    del metrics
-    return main.create_app(settings)
+        fastapi.FastAPI.add_middleware = skip_own
+    return create_app(settings)
 
 
 async def drive(asgi: Any, body: bytes, headers: dict[str, str], requests: int, batches: int) -> list[float]:
@@ -178,7 +181,7 @@ def _measure(args: argparse.Namespace, key: str) -> int:
     if loop_name == "uvloop":
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, list[float]]], list[float]] = uvloop.run
     else:
         runner = asyncio.run
     samples = runner(drive(asgi, body, headers, args.requests, args.batches))

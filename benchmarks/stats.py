@@ -20,12 +20,12 @@ def rnd(value: float | None, digits: int = 2) -> float | None:
 
 
 def marginal(ys: list[float], xs: list[float]) -> tuple[list[dict[str, Any]], float | None]:
-    slopes = [
-        {"from": int(x0), "to": int(x1), "ms_per_function": rnd((y1 - y0) / (x1 - x0), 5)}
-        for (x0, y0), (x1, y1) in itertools.pairwise(zip(xs, ys, strict=True))
+    segments = [
+        (x0, x1, round((y1 - y0) / (x1 - x0), 5)) for (x0, y0), (x1, y1) in itertools.pairwise(zip(xs, ys, strict=True))
     ]
-    first, last = slopes[0]["ms_per_function"], slopes[-1]["ms_per_function"]
-    growth = rnd(last / first, 3) if len(slopes) >= 2 and first and first > 0 else None
+    slopes = [{"from": int(x0), "to": int(x1), "ms_per_function": slope} for x0, x1, slope in segments]
+    first, last = segments[0][2], segments[-1][2]
+    growth = rnd(last / first, 3) if len(segments) >= 2 and first > 0 else None
     return slopes, growth
 
 

@@ -46,7 +46,7 @@ def test_works_on_a_plain_debian_base() -> None:
     assert not re.search(r"apt-get|gcc|build-essential", runs), "no compilers or apt in the image"
 
 
-def test_runtime_contract(dockerfile_healthcheck) -> None:
+def test_runtime_contract(dockerfile_healthcheck: list[str]) -> None:
     ins = instructions()
     final = ins[max(i for i, (word, _) in enumerate(ins) if word == "FROM") :]
     words = dict(final)

@@ -66,9 +66,11 @@ class _Stub(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status", [503, 500])
-def test_checks_fail_on_a_not_ready_answer(rendered, dockerfile_healthcheck, status: int) -> None:
+def test_checks_fail_on_a_not_ready_answer(
+    rendered: dict[str, dict[str, Any]], dockerfile_healthcheck: list[str], status: int
+) -> None:
     """Deterministic 'starting' case: a stand-in answering non-200 on /readyz."""
-    handler = type("Stub", (_Stub,), {"status": status})
+    handler: type[_Stub] = type("Stub", (_Stub,), {"status": status})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
@@ -84,7 +86,7 @@ def test_checks_fail_on_a_not_ready_answer(rendered, dockerfile_healthcheck, sta
 
 
 @pytest.fixture
-def app_process(rendered, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def app_process(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     env = {k: str(v) for k, v in rendered["base"]["services"]["app"]["environment"].items()}
     env.update(
@@ -116,7 +118,11 @@ def app_process(rendered, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
 
 
 @pytest.mark.slow
-def test_checks_follow_the_real_app_lifecycle(rendered, dockerfile_healthcheck, app_process) -> None:
+def test_checks_follow_the_real_app_lifecycle(
+    rendered: dict[str, dict[str, Any]],
+    dockerfile_healthcheck: list[str],
+    app_process: tuple[subprocess.Popen[str], int],
+) -> None:
     proc, port = app_process
     commands = check_commands(rendered, dockerfile_healthcheck)
 

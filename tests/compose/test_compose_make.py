@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_make_env_never_overwrites_and_fills_gaps(tmp_path: Path) -> None:
     assert target.read_text() == before
 
 
-def test_generated_env_renders_every_mode(tmp_path: Path, run_compose) -> None:
+def test_generated_env_renders_every_mode(
+    tmp_path: Path, run_compose: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     target = tmp_path / ".env"
     make_env(target)
     with target.open("a") as f:  # Cloud keys are never generated: they come from Inngest Cloud.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ def _keep(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
         return loader.construct_mapping(node)
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node)
+    assert isinstance(node, yaml.ScalarNode)
     value = loader.construct_scalar(node)
     return None if value in ("", "null", "~") else value
 
@@ -51,19 +54,19 @@ def sdk_url(service: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_config_quiet(run_compose, mode: str) -> None:
+def test_config_quiet(run_compose: Callable[..., subprocess.CompletedProcess[str]], mode: str) -> None:
     proc = run_compose(mode, "config", "--quiet")
     assert proc.returncode == 0 and not proc.stderr, proc.stderr  # warnings count as failures too
 
 
-def test_missing_keys_fail_fast_with_a_hint(run_compose) -> None:
+def test_missing_keys_fail_fast_with_a_hint(run_compose: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     proc = run_compose("base", "config", "--quiet", env_path=None)
     assert proc.returncode != 0
     assert "run make up to create .env" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", WITH_SERVER)
-def test_start_order(rendered, mode: str) -> None:
+def test_start_order(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     services = rendered[mode]["services"]
     assert services["inngest"]["depends_on"]["app"]["condition"] == "service_healthy"
     sync = services["sync"]
@@ -80,7 +83,9 @@ def test_start_order(rendered, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_the_database_is_healthy_and_migrated_before_the_app_starts(rendered, mode: str) -> None:
+def test_the_database_is_healthy_and_migrated_before_the_app_starts(
+    rendered: dict[str, dict[str, Any]], mode: str
+) -> None:
     services = rendered[mode]["services"]
     app, migrate = services["app"], services["migrate"]
     assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -104,7 +109,7 @@ def test_the_database_is_healthy_and_migrated_before_the_app_starts(rendered, mo
     assert url == f"postgresql://app:{TEST_ENV['APP_DB_PASSWORD']}@db:5432/app"
 
 
-def test_ha_gives_the_app_its_own_user_and_database_on_the_shared_server(rendered) -> None:
+def test_ha_gives_the_app_its_own_user_and_database_on_the_shared_server(rendered: dict[str, dict[str, Any]]) -> None:
     services = rendered["ha"]["services"]
     init = services["app-db-init"]
     # The same image as the server and the app's `db`: one pin, in docker-compose.yml's x-postgres-image.
@@ -117,7 +122,7 @@ def test_ha_gives_the_app_its_own_user_and_database_on_the_shared_server(rendere
     assert "CREATE ROLE app" in sql and "CREATE DATABASE app OWNER app" in sql
 
 
-def test_ha_server_waits_for_its_stores(rendered) -> None:
+def test_ha_server_waits_for_its_stores(rendered: dict[str, dict[str, Any]]) -> None:
     services = rendered["ha"]["services"]
     deps = services["inngest"]["depends_on"]
     for store in ("postgres", "redis"):
@@ -130,7 +135,7 @@ def test_ha_server_waits_for_its_stores(rendered) -> None:
     assert not services["inngest"].get("volumes")
 
 
-def test_dev_runs_the_dev_server_and_the_app_in_dev_mode(rendered) -> None:
+def test_dev_runs_the_dev_server_and_the_app_in_dev_mode(rendered: dict[str, dict[str, Any]]) -> None:
     services = rendered["dev"]["services"]
     assert services["inngest"]["command"][:2] == ["inngest", "dev"]
     assert "--no-discovery" in services["inngest"]["command"]
@@ -140,7 +145,7 @@ def test_dev_runs_the_dev_server_and_the_app_in_dev_mode(rendered) -> None:
     assert "--reload" in services["app"]["command"]
 
 
-def test_cloud_has_no_local_server(rendered) -> None:
+def test_cloud_has_no_local_server(rendered: dict[str, dict[str, Any]]) -> None:
     model = rendered["cloud"]
     assert "inngest" not in model["services"]
     assert "inngest-data" not in model.get("volumes", {})
@@ -154,7 +159,7 @@ def test_cloud_has_no_local_server(rendered) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_images_are_pinned(rendered, mode: str) -> None:
+def test_images_are_pinned(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     services = rendered[mode]["services"]
     built = {svc["image"] for svc in services.values() if "build" in svc}
     for name, svc in services.items():
@@ -174,7 +179,7 @@ def test_inngest_version_defined_once() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_published_ports_are_loopback_only(rendered, mode: str) -> None:
+def test_published_ports_are_loopback_only(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     published = {}
     for name, svc in rendered[mode]["services"].items():
         for port in svc.get("ports", []):
@@ -192,13 +197,13 @@ def test_no_secret_literals_in_compose_files() -> None:
         assert not re.search(r"\b[0-9a-fA-F]{24,}\b", text), f"{path}: hex literal"
         assert "signkey-" not in text.replace("signkey-prod-...", ""), f"{path}: signing key literal"
         for svc in (load_yaml(path).get("services") or {}).values():
-            for key, value in ((svc or {}).get("environment") or {}).items():  # type: ignore[union-attr]
+            for key, value in ((svc or {}).get("environment") or {}).items():
                 if SECRETISH.search(key) and value is not None:
                     assert "${" in str(value), f"{path}: {key} is a literal"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_secrets_come_from_the_env_file(rendered, mode: str) -> None:
+def test_secrets_come_from_the_env_file(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     sentinels = set(TEST_ENV.values())
     for name, svc in rendered[mode]["services"].items():
         for key, value in (svc.get("environment") or {}).items():
@@ -207,7 +212,7 @@ def test_secrets_come_from_the_env_file(rendered, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_app_and_sync_are_hardened(rendered, mode: str) -> None:
+def test_app_and_sync_are_hardened(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     for name in ("app", "sync"):
         svc = rendered[mode]["services"][name]
         assert svc["read_only"] is True
@@ -216,14 +221,16 @@ def test_app_and_sync_are_hardened(rendered, mode: str) -> None:
         assert "no-new-privileges:true" in svc["security_opt"]
 
 
-def test_app_healthcheck_matches_the_dockerfile(rendered, dockerfile_healthcheck) -> None:
+def test_app_healthcheck_matches_the_dockerfile(
+    rendered: dict[str, dict[str, Any]], dockerfile_healthcheck: list[str]
+) -> None:
     test = rendered["base"]["services"]["app"]["healthcheck"]["test"]
     assert test[0] == "CMD"
     assert test[1:] == dockerfile_healthcheck
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_app_env_is_known_to_the_settings_model(rendered, mode: str) -> None:
+def test_app_env_is_known_to_the_settings_model(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     known = _settings().known_env_vars()
     for name in ("app", "sync"):
         env = rendered[mode]["services"][name]["environment"]
@@ -232,7 +239,9 @@ def test_app_env_is_known_to_the_settings_model(rendered, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_app_env_is_valid_for_the_settings_model(rendered, mode: str, monkeypatch) -> None:
+def test_app_env_is_valid_for_the_settings_model(
+    rendered: dict[str, dict[str, Any]], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The exact environment compose gives the app passes the app's own validation."""
     settings = _settings()
     for name in settings.known_env_vars():
@@ -244,7 +253,7 @@ def test_app_env_is_valid_for_the_settings_model(rendered, mode: str, monkeypatc
 
 
 @pytest.mark.parametrize("mode", WITH_SERVER)
-def test_server_calls_the_app_where_it_serves(rendered, mode: str) -> None:
+def test_server_calls_the_app_where_it_serves(rendered: dict[str, dict[str, Any]], mode: str) -> None:
     settings = _settings()
     services = rendered[mode]["services"]
     env = services["app"]["environment"]
@@ -262,7 +271,7 @@ def test_server_calls_the_app_where_it_serves(rendered, mode: str) -> None:
         assert int(cmd[cmd.index("--port") + 1]) == port
 
 
-def test_prometheus_scrapes_the_app_port(rendered) -> None:
+def test_prometheus_scrapes_the_app_port(rendered: dict[str, dict[str, Any]]) -> None:
     config = yaml.safe_load((ROOT / "deploy" / "compose" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     port = int(rendered["base"]["services"]["app"]["environment"].get("PORT", 8000))
@@ -290,7 +299,7 @@ def test_override_files_do_not_copy_the_base() -> None:
                     assert value != base[name][key], f"{path.name}: {name}.{key} repeats the base"
 
 
-def test_grafana_profile(run_compose) -> None:
+def test_grafana_profile(run_compose: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     proc = run_compose("base", "--profile", "monitoring", "config", "--format", "json")
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     grafana = json.loads(proc.stdout)["services"]["grafana"]

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -166,7 +167,7 @@ def prometheus_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-def _query(base: str, expr: str) -> tuple[int, dict]:
+def _query(base: str, expr: str) -> tuple[int, dict[str, Any]]:
     for macro, value in MACROS.items():
         expr = expr.replace(macro, value)
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})

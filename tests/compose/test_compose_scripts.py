@@ -9,7 +9,9 @@ import http.server
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,7 +54,9 @@ def stub() -> Iterator[tuple[str, type[Recorder]]]:
         server.server_close()
 
 
-def test_send_event_posts_to_the_event_api_with_the_first_token_from_env_file(stub, tmp_path, monkeypatch) -> None:
+def test_send_event_posts_to_the_event_api_with_the_first_token_from_env_file(
+    stub: tuple[str, type[Recorder]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, handler = stub
     handler.replies.append((200, {"ids": ["01JABC"]}))
     env_file = tmp_path / ".env"
@@ -67,7 +71,9 @@ def test_send_event_posts_to_the_event_api_with_the_first_token_from_env_file(st
     assert headers["Authorization"] == "Bearer first-token"
 
 
-def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
+def test_e2e_polls_the_server_until_completed(
+    stub: tuple[str, type[Recorder]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, handler = stub
     handler.replies += [
         (200, {"data": [], "metadata": {}}),
@@ -75,7 +81,7 @@ def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
         (200, {"data": [{"run_id": "01RUN", "status": "Completed", "output": "Hello"}], "metadata": {}}),
     ]
     monkeypatch.setattr(e2e, "SERVER", url)
-    monkeypatch.setattr(e2e.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
     run = e2e.wait_for_run("01EVENT", "a1b2")
     assert e2e.output_of(run) == "Hello"
     method, path, headers, _ = handler.requests[-1]
@@ -83,7 +89,7 @@ def test_e2e_polls_the_server_until_completed(stub, monkeypatch) -> None:
     assert headers["Authorization"] == "Bearer a1b2"
 
 
-def test_e2e_stops_on_a_failed_run(stub, monkeypatch) -> None:
+def test_e2e_stops_on_a_failed_run(stub: tuple[str, type[Recorder]], monkeypatch: pytest.MonkeyPatch) -> None:
     url, handler = stub
     handler.replies.append((200, {"data": [{"run_id": "01RUN", "status": "Failed", "output": {"error": "x"}}]}))
     monkeypatch.setattr(e2e, "SERVER", url)
@@ -91,7 +97,9 @@ def test_e2e_stops_on_a_failed_run(stub, monkeypatch) -> None:
         e2e.wait_for_run("01EVENT", "a1b2")
 
 
-def test_make_send_reads_the_app_port_from_the_env_file(stub, tmp_path, monkeypatch) -> None:
+def test_make_send_reads_the_app_port_from_the_env_file(
+    stub: tuple[str, type[Recorder]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, handler = stub
     handler.replies.append((200, {"ids": ["01FROMENV"]}))
     env_file = tmp_path / "stack.env"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def reserve_item(stack: Stack) -> str:
     return str(run["run_id"])
 
 
-def test_backup_wipe_up_restore_brings_back_runs_and_ledger(make_stack, tmp_path: Path):
+def test_backup_wipe_up_restore_brings_back_runs_and_ledger(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
     stack = make_stack()
     proc, _ = stack.up()
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}\n{stack.diagnostics()}"
@@ -79,7 +80,9 @@ def test_backup_wipe_up_restore_brings_back_runs_and_ledger(make_stack, tmp_path
     assert output == "Hello"
 
 
-def test_restore_from_a_missing_dir_is_one_line_and_changes_nothing(make_stack, tmp_path: Path):
+def test_restore_from_a_missing_dir_is_one_line_and_changes_nothing(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
     stack = make_stack()
     proc = stack.make("restore", f"BACKUP={tmp_path / 'nope'}")
     assert proc.returncode != 0

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+
+from tests.containers.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 
-def test_a_bad_signing_key_fails_make_up_with_the_servers_error_line(make_stack, tmp_path):
+def test_a_bad_signing_key_fails_make_up_with_the_servers_error_line(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
     stack = make_stack()
     # Only the server gets the bad key (odd-length hex); the app keeps a valid one and turns healthy.
     fault = tmp_path / "bad-server-key.yml"

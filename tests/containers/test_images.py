@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from tests.containers.engine import Engine
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
@@ -18,7 +19,7 @@ def pinned_server_image() -> str:
     return image
 
 
-def test_base_image_runs_python_and_trusts_the_hosts_index(engine, base_image):
+def test_base_image_runs_python_and_trusts_the_hosts_index(engine: Engine, base_image: str) -> None:
     out = engine.run(
         "run", "--rm", "--network", "host", base_image,
         "python3", "-c", "import ssl, sys, venv; print(sys.version_info[:2])",
@@ -32,7 +33,7 @@ def test_base_image_runs_python_and_trusts_the_hosts_index(engine, base_image):
     )  # fmt: skip
 
 
-def test_server_image_is_the_pinned_binary_laid_out_like_upstream(engine, images):
+def test_server_image_is_the_pinned_binary_laid_out_like_upstream(engine: Engine, images: set[str]) -> None:
     tag = pinned_server_image()
     assert tag in images, f"{tag} is not referenced by the rendered compose projects: {sorted(images)}"
     config = engine.inspect(tag)["Config"]

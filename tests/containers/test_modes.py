@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.containers.stack import send_and_complete, server_get
+from tests.containers.stack import Stack, send_and_complete, server_get
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
 
 
-def test_ha_runs_on_postgres_and_redis_and_survives_a_server_stop(make_stack):
+def test_ha_runs_on_postgres_and_redis_and_survives_a_server_stop(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack("ha")
     proc, took = stack.up()
     stack.engine.timings["make up MODE=ha"] = took
@@ -50,7 +51,7 @@ def test_ha_runs_on_postgres_and_redis_and_survives_a_server_stop(make_stack):
     assert output == "Hello" and second["run_id"] != first["run_id"]
 
 
-def test_dev_mode_syncs_the_reloading_app_and_keeps_its_logs_json(make_stack):
+def test_dev_mode_syncs_the_reloading_app_and_keeps_its_logs_json(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack("dev")
     proc, took = stack.up()
     stack.engine.timings["make up MODE=dev"] = took

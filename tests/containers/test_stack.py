@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.containers.engine import log
+from tests.containers.engine import Engine, log
 from tests.containers.stack import Stack, new_stack, send_and_complete, server_get
 from tests.support import wait_until
 
@@ -25,7 +25,7 @@ HEALTHY = "health_status: healthy"
 
 
 @pytest.fixture(scope="module")
-def stack(engine, images) -> Iterator[Stack]:
+def stack(engine: Engine, images: set[str]) -> Iterator[Stack]:
     st = new_stack(engine)
     try:
         yield st
@@ -34,7 +34,7 @@ def stack(engine, images) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def up(stack) -> dict[str, Any]:
+def up(stack: Stack) -> dict[str, Any]:
     started_at = time.time()
     proc, took = stack.up()
     stack.engine.timings["make up to synced"] = took
@@ -59,7 +59,7 @@ def identity(function: dict[str, Any]) -> tuple[str, str, str]:
     return function["internal_id"], function["id"], function["created_at"]
 
 
-def test_make_up_returns_synced(stack, up):
+def test_make_up_returns_synced(stack: Stack, up: dict[str, Any]) -> None:
     proc = up["proc"]
     assert proc.returncode == 0, f"make up failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}\n{stack.diagnostics()}"
     assert "sync ok" in proc.stdout and "stack up and synced" in proc.stdout, proc.stdout[-2000:]
@@ -73,7 +73,7 @@ def test_make_up_returns_synced(stack, up):
     assert "fastapi-app-test-integration" in {f["id"] for f in functions}, functions
 
 
-def test_docker_events_prove_the_start_order(stack, up):
+def test_docker_events_prove_the_start_order(stack: Stack, up: dict[str, Any]) -> None:
     first, exits = first_events(stack, up["since"])
     seen = sorted(first)
     for key in [("app", "start"), ("app", HEALTHY), ("inngest", "start"), ("inngest", HEALTHY), ("sync", "start")]:
@@ -102,21 +102,21 @@ def test_docker_events_prove_the_start_order(stack, up):
     assert info["Config"]["Healthcheck"]["Test"] == ["CMD", "inngest", "alpha", "doctor", "healthcheck"]
 
 
-def test_send_then_the_run_completes_through_e2e_polling(stack, up):
+def test_send_then_the_run_completes_through_e2e_polling(stack: Stack, up: dict[str, Any]) -> None:
     run, output = send_and_complete(stack)
     assert run["status"] == "Completed"
     assert output == "Hello", run
     stack.values["CT_FIRST_RUN_ID"] = run["run_id"]
 
 
-def test_doctor_passes_every_check(stack, up):
+def test_doctor_passes_every_check(stack: Stack, up: dict[str, Any]) -> None:
     proc = stack.make("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "FAIL"))]
     assert lines and all(line.startswith("ok ") for line in lines), proc.stdout
 
 
-def test_sync_twice_is_idempotent(stack, up):
+def test_sync_twice_is_idempotent(stack: Stack, up: dict[str, Any]) -> None:
     before = server_get(stack, "/v1/apps/fastapi-app/functions")
     outputs = []
     for _ in range(2):
@@ -129,7 +129,7 @@ def test_sync_twice_is_idempotent(stack, up):
     assert sorted(map(identity, after)) == sorted(map(identity, before))
 
 
-def test_logs_follow_the_app_in_json(stack, up):
+def test_logs_follow_the_app_in_json(stack: Stack, up: dict[str, Any]) -> None:
     out = stack.follow_logs("app", until="/readyz")
     lines = [line.split("|", 1)[1].strip() for line in out.splitlines() if "|" in line and line.startswith("app")]
     assert lines, out
@@ -137,7 +137,7 @@ def test_logs_follow_the_app_in_json(stack, up):
     assert all("level" in r or "levelname" in r for r in records), records[:3]
 
 
-def test_app_runs_as_non_root_on_a_read_only_root_fs(stack, up):
+def test_app_runs_as_non_root_on_a_read_only_root_fs(stack: Stack, up: dict[str, Any]) -> None:
     engine = stack.engine
     image = engine.inspect(stack.values["APP_IMAGE"])
     assert image["Config"]["User"] == "10001:10001"
@@ -175,7 +175,7 @@ def _prom(stack: Stack, query: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_stopping_the_app_turns_up_to_zero_and_app_down_pending(stack, up):
+def test_stopping_the_app_turns_up_to_zero_and_app_down_pending(stack: Stack, up: dict[str, Any]) -> None:
     def up_is(value: str) -> bool:
         return any(s["value"][1] == value for s in _prom(stack, 'up{job="app"}'))
 
@@ -193,7 +193,7 @@ def test_stopping_the_app_turns_up_to_zero_and_app_down_pending(stack, up):
     assert pending[0]["metric"]["job"] == "app"
 
 
-def test_down_then_up_keeps_the_app_and_its_runs(stack, up):
+def test_down_then_up_keeps_the_app_and_its_runs(stack: Stack, up: dict[str, Any]) -> None:
     run_id = stack.values["CT_FIRST_RUN_ID"]
     functions = sorted(map(identity, server_get(stack, "/v1/apps/fastapi-app/functions")))
     down = stack.make("down")
@@ -208,7 +208,7 @@ def test_down_then_up_keeps_the_app_and_its_runs(stack, up):
     assert sorted(map(identity, server_get(stack, "/v1/apps/fastapi-app/functions"))) == functions
 
 
-def test_down_volumes_leaves_nothing(stack, up):
+def test_down_volumes_leaves_nothing(stack: Stack, up: dict[str, Any]) -> None:
     proc = stack.make("down", "VOLUMES=1")
     assert proc.returncode == 0, proc.stderr
     engine = stack.engine

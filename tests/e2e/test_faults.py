@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.standin.fixtures import metric_value
+from tests.standin.fixtures import AppProcess, StandInProcess, metric_value
 from tests.support import wait_until
 
 
 @pytest.mark.slow
-def test_sigterm_drains_calls_in_flight(standin_factory, app_factory) -> None:
+def test_sigterm_drains_calls_in_flight(
+    standin_factory: Callable[..., StandInProcess], app_factory: Callable[..., AppProcess]
+) -> None:
     """SIGTERM: /readyz turns 503 at once, calls in flight and calls during the drain are all answered,
     the listener closes only then; afterwards the server sees refused connections (retried), never a reset:
     during the drain every answer says `Connection: close`, and the drain outlasts the stand-in's 2 s idle
@@ -69,7 +72,9 @@ def test_sigterm_drains_calls_in_flight(standin_factory, app_factory) -> None:
     assert len(runs) == total and {r["status"] for r in runs} == {"Completed"}
 
 
-def test_server_down_then_back(standin_factory, app_factory) -> None:
+def test_server_down_then_back(
+    standin_factory: Callable[..., StandInProcess], app_factory: Callable[..., AppProcess]
+) -> None:
     standin = standin_factory()
     app = app_factory(standin)
     standin.wait_synced()

@@ -4,6 +4,7 @@ fan-out, wait) plus their 1,000 fan-out runs, with zero errors and bounded app m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -14,7 +15,9 @@ MAX_RSS_MIB = 300  # the app idles at ~70 MiB; a leak of ~100 KiB per run would 
 
 
 @pytest.mark.slow
-def test_thousand_concurrent_runs(standin_factory, app_factory) -> None:
+def test_thousand_concurrent_runs(
+    standin_factory: Callable[..., StandInProcess], app_factory: Callable[..., AppProcess]
+) -> None:
     # 24 h payment timeout -> ~9 s: every run is alive (waiting) at the same time.
     standin: StandInProcess = standin_factory(time_scale=0.0001)
     app: AppProcess = app_factory(standin)

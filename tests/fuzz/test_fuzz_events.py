@@ -18,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 
 from tests.fuzz.harness import App, EventSink, Tally, assert_still_serving
 
@@ -51,7 +52,10 @@ def test_openapi_generated_requests(target: tuple[App, EventSink], tally: Tally)
     app, sink = target
     schema = schemathesis.openapi.from_url(f"{app.url}/openapi.json")
     schema.config.update(base_url=app.url)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
+        operations.append(result.ok())
     assert [(op.method.upper(), op.path) for op in operations] == [("POST", EVENTS)], "the public routes changed"
     operation = schema[EVENTS]["POST"]
     started = time.monotonic()
@@ -139,7 +143,10 @@ def test_raw_bad_bodies(target: tuple[App, EventSink], client: httpx.Client, tal
         nonlocal reported
         body = json.dumps(doc).encode()  # allow_nan: NaN/Infinity tokens, as Python clients send them
         res = tally.call(
-            "events: wrong types", REJECTED | {200}, lambda: client.post(EVENTS, content=body, headers=JSON), body[:120]
+            "events: wrong types",
+            REJECTED | {200},
+            lambda: client.post(EVENTS, content=body, headers=JSON),
+            repr(body[:120]),
         )
         if res is not None and res.status_code == 200:
             reported += len(accepted_ids(res, doc))

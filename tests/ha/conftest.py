@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def ha_servers(
     postgres.create_user(name, password)
     postgres.create_database(name, owner=name)
     with redis_server(password=secrets.token_hex(16)) as redis:
-        shared = {
+        shared: dict[str, Any] = {
             "postgres_uri": postgres.dsn(name, user=name, password=password) + "?sslmode=disable",
             "redis_uri": redis.url(),
         }

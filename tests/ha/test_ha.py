@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from tests.standin.fixtures import PYTHON, ROOT, AppProcess, metric_value
-from tests.support import wait_until
+from tests.standin.fixtures import PYTHON, AppProcess, metric_value
+from tests.support import ROOT, wait_until
 from tests.support.inngest import TERMINAL, InngestServer
 from tests.support.postgres import PostgresServer
 
@@ -133,7 +133,8 @@ def test_two_servers_share_the_work_and_one_survives_the_others_sigkill(
         in_flight = wait_runs(b, second, lambda r: len(r) == 1, timeout=120)
         assert not any(completed_once(r) for r in in_flight.values())
         assert a.proc is not None
-        a_calls = wait_until(lambda: calls_waiting(a.proc.pid, app.port), 60, what="A's calls into the frozen app")
+        a_pid = a.proc.pid
+        a_calls = wait_until(lambda: calls_waiting(a_pid, app.port), 60, what="A's calls into the frozen app")
         a.kill()
         killed = time.monotonic()
     finally:

@@ -141,7 +141,7 @@ current-context: test
     def _check_alive(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise AssertionError(f"{proc.args[0]} exited {proc.returncode}:\n{self.log_tail()}")
+                raise AssertionError(f"{proc.args!r} exited {proc.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(

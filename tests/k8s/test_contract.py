@@ -147,7 +147,8 @@ def test_metrics_and_serve_path_answer_on_the_service_port(running: RunningApp) 
 def _wait_command(spec: Doc, name: str, port: int) -> str:
     (init,) = [c for c in spec["initContainers"] if c["name"] == name]
     assert init["command"][:2] == ["sh", "-c"]
-    return init["command"][2].replace("http://app:8000", f"http://127.0.0.1:{port}")
+    script: str = init["command"][2]
+    return script.replace("http://app:8000", f"http://127.0.0.1:{port}")
 
 
 def test_init_container_wait_loop_passes_once_the_app_is_ready(

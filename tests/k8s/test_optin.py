@@ -46,7 +46,9 @@ def combos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
 
 @pytest.mark.parametrize("version", K8S_VERSIONS, ids=lambda v: v or "latest")
 @pytest.mark.parametrize("overlay", COMBOS)
-def test_core_kinds_validate_strictly(combos: dict[str, list[Doc]], overlay: str, version: str | None, tmp_path: Path):
+def test_core_kinds_validate_strictly(
+    combos: dict[str, list[Doc]], overlay: str, version: str | None, tmp_path: Path
+) -> None:
     tool = require_tool("kubernetes-validate", "run `make venv`")
     core = [
         d for d in combos[overlay] if "monitoring.coreos.com" not in d["apiVersion"] and d["kind"] != "ScaledObject"

@@ -45,7 +45,10 @@ def new_database(server: PostgresServer, migrate: bool = True) -> str:
 
 def reserve_body(run_id: str, sku: str) -> bytes:
     """The server's first call of a `reserve-item` run (stepId=step: the SDK runs the `reserve` step)."""
-    event = {"name": "shop/order.item.reserve", "data": {"order_id": f"o-{run_id}", "sku": sku, "qty": 1}}
+    event: dict[str, Any] = {
+        "name": "shop/order.item.reserve",
+        "data": {"order_id": f"o-{run_id}", "sku": sku, "qty": 1},
+    }
     event |= {"id": f"evt-{run_id}", "ts": 1_700_000_000_000}
     ctx = {"run_id": run_id, "attempt": 0, "disable_immediate_execution": False, "use_api": False}
     ctx |= {"stack": {"stack": [], "current": 0}}

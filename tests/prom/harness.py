@@ -40,7 +40,7 @@ def derive_config(source: Path, hosts: dict[str, str], interval: str = "1s") -> 
 
     A target whose host is not in `hosts` fails loudly: a new scrape job needs a local counterpart here.
     """
-    config = yaml.safe_load(source.read_text())
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
     config.setdefault("global", {}).update(
         scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
     )

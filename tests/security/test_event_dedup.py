@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -47,7 +47,7 @@ def synced(app: App) -> bool:
     return 'app_inngest_sync_attempts_total{outcome="ok"}' in metrics
 
 
-def send(app: App, event: dict[str, object]) -> httpx.Response:
+def send(app: App, event: Mapping[str, object]) -> httpx.Response:
     return httpx.post(f"{app.url}/api/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 

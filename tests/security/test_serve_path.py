@@ -20,7 +20,8 @@ MB = 1 << 20
 
 
 def post_serve(app: App, body: bytes, signature: str | bytes, method: str = "POST") -> httpx.Response:
-    headers = {"Content-Type": "application/json", "X-Inngest-Signature": signature}
+    raw = signature if isinstance(signature, bytes) else signature.encode()  # bytes: non-ASCII signatures too
+    headers = {b"Content-Type": b"application/json", b"X-Inngest-Signature": raw}
     return httpx.request(method, f"{app.url}{SERVE}", content=body, headers=headers, timeout=30)
 
 

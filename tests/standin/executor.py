@@ -94,7 +94,7 @@ class Executor(Core):
         cron = next(t["cron"] for t in fn.triggers if t.get("cron"))
         event = {"name": CRON_EVENT, "data": {"cron": cron}, "id": protocol.ulid(), "ts": int(time.time() * 1000)}
         self.events.append({**event, "internal_id": event["id"], "received_at": time.time()})
-        return self.start_run(fn, {**event, "user": {}}, event["id"])
+        return self.start_run(fn, {**event, "user": {}}, str(event["id"]))
 
     # --- executor --------------------------------------------------------------------------------------
 
@@ -304,7 +304,7 @@ class Executor(Core):
 
     def _wait(self, run: Run, op: dict[str, Any]) -> None:
         opts = op.get("opts") or {}
-        name = opts.get("event") or op.get("name")  # opcode.go WaitForEventOpts falls back to the name
+        name: str = opts.get("event") or op["name"]  # opcode.go WaitForEventOpts falls back to the name
         expression = opts.get("if")
         if expression and "event." in expression:
             expression = protocol.interpolate_event(expression, run.event)

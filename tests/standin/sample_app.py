@@ -32,7 +32,12 @@ def effect(line: str) -> None:
 async def steps(ctx: inngest.Context) -> int:
     total = 0
     for i in range(3):
-        total += await ctx.step.run(f"add-{i}", lambda i=i: (effect(f"{ctx.run_id} add-{i}"), i + 1)[1])
+
+        async def add(i: int = i) -> int:
+            effect(f"{ctx.run_id} add-{i}")
+            return i + 1
+
+        total += await ctx.step.run(f"add-{i}", add)
     return total
 
 
@@ -53,7 +58,7 @@ async def waiter(ctx: inngest.Context) -> object:
 @client.create_function(fn_id="flaky", trigger=inngest.TriggerEvent(event="sample/flaky"), retries=2)
 async def flaky(ctx: inngest.Context) -> str:
     async def attempt() -> str:
-        if ctx.attempt < ctx.event.data.get("fail_times", 1):
+        if ctx.attempt < int(str(ctx.event.data.get("fail_times", 1))):
             raise RuntimeError(f"boom {ctx.attempt}")
         return f"ok after {ctx.attempt}"
 
@@ -73,7 +78,7 @@ async def fanout(ctx: inngest.Context) -> list[str]:
 
 @client.create_function(fn_id="child", trigger=inngest.TriggerEvent(event="sample/child"))
 async def child(ctx: inngest.Context) -> int:
-    return int(ctx.event.data["n"]) * 10
+    return int(str(ctx.event.data["n"])) * 10
 
 
 @client.create_function(fn_id="nightly", trigger=inngest.TriggerCron(cron="0 3 * * *"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -87,7 +88,9 @@ class FakeRegistry:
                 else:
                     self._reply(404, {"error": "not found"})
 
-        self._server_class = lambda: ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server_class: Callable[[], ThreadingHTTPServer] = lambda: ThreadingHTTPServer(
+            ("127.0.0.1", self.port), Handler
+        )
         self._server: ThreadingHTTPServer | None = None
 
     @property

@@ -46,7 +46,8 @@ class StandIn(ControlApi):  # ControlApi already combines registration, executor
             async def wrapped(request: Request) -> Response:
                 if not protocol.bearer_ok(request.headers.get("authorization"), self.opts.signing_key):
                     return PlainTextResponse("Authentication failed\n", status_code=401)
-                return await handler(request)
+                response: Response = await handler(request)
+                return response
 
             return wrapped
 

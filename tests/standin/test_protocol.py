@@ -56,8 +56,10 @@ def test_wrong_key_is_rejected_by_the_sdk() -> None:
 
 def test_sdk_response_signature_verifies() -> None:
     body = b'[{"id": "x", "op": "StepRun", "data": 1}]'
-    assert protocol.verify_response(body, net.sign_response(body, KEY), KEY)
-    assert not protocol.verify_response(body + b" ", net.sign_response(body, KEY), KEY)
+    signature = net.sign_response(body, KEY)
+    assert isinstance(signature, str), signature
+    assert protocol.verify_response(body, signature, KEY)
+    assert not protocol.verify_response(body + b" ", signature, KEY)
     assert not protocol.verify_response(body, None, KEY)
 
 
@@ -75,7 +77,9 @@ def test_bearer_accepts_the_sdk_hash_and_the_plain_key() -> None:
 def test_durations(text: str, seconds: float) -> None:
     assert protocol.parse_duration(text) == seconds
     if seconds >= 1:  # the SDK's own formatting round-trips
-        assert protocol.parse_duration(transforms.to_duration_str(int(seconds * 1000))) == seconds
+        formatted = transforms.to_duration_str(int(seconds * 1000))
+        assert isinstance(formatted, str), formatted
+        assert protocol.parse_duration(formatted) == seconds
 
 
 def test_sleep_until_an_iso_time_from_the_python_sdk() -> None:

@@ -8,11 +8,13 @@ import secrets
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.standin.fixtures import PYTHON, StandInProcess, _Process
+from tests.standin.fixtures import PYTHON, AppProcess, StandInProcess, _Process
 from tests.support import ROOT, free_port, wait_until
 
 
@@ -35,7 +37,7 @@ def start_sample(log_dir: Path, standin: StandInProcess, port: int) -> tuple[_Pr
     return app, effects
 
 
-def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory) -> None:
+def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory: Callable[..., StandInProcess]) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/api/inngest"
     standin = standin_factory(sdk_urls=[url], time_scale=0.001, poll_interval=0.2)
@@ -66,7 +68,7 @@ def test_sync_poll_and_every_opcode(e2e_log_dir: Path, standin_factory) -> None:
         standin.send("sample/reply", {"key": "k1", "v": 42})
         standin.fire_cron("nightly")
         runs = standin.wait_runs(12, timeout=60)
-        by_fn: dict[str, list[dict]] = {}
+        by_fn: dict[str, list[dict[str, Any]]] = {}
         for r in runs:
             by_fn.setdefault(r["function_id"].removeprefix("sample-"), []).append(r)
 
@@ -212,7 +214,9 @@ def test_answers_not_from_the_sdk_are_failures(standin: StandInProcess) -> None:
         impostor.shutdown()
 
 
-def test_a_wrong_signing_key_gets_the_real_servers_diagnosis(standin: StandInProcess, app_factory) -> None:
+def test_a_wrong_signing_key_gets_the_real_servers_diagnosis(
+    standin: StandInProcess, app_factory: Callable[..., AppProcess]
+) -> None:
     """Against the stand-in as against `inngest start` (tests/real/test_keys.py): the plain-text 401 on
     /fn/register and on the /dev key probe, so sync and doctor name the mismatch instead of an outage or
     "keys accepted"."""

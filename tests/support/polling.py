@@ -11,7 +11,7 @@ import httpx
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "condition") -> T:
+def wait_until(predicate: Callable[[], T | None], timeout: float, interval: float = 0.1, what: str = "condition") -> T:
     """Poll `predicate` until it returns something truthy and return it; fail naming `what` after `timeout` s.
 
     Connection errors and unparsable answers count as "not yet" (the thing polled may still be starting).
@@ -21,7 +21,7 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1
     while True:
         try:
             value = predicate()
-            if value:
+            if value:  # falsy (None, False, empty) means not yet
                 return value
         except (httpx.HTTPError, OSError, ValueError) as exc:
             last_exc = exc

@@ -110,6 +110,7 @@ def test_flaky_carrier_is_retried_until_it_ships(client: mocked.Inngest, ledger:
     fn = orders.build(client, services(ledger))
     res = mocked.trigger(fn, order(carrier_failures=2), client, step_stubs={"wait-for-payment": PAID})
     assert res.status is mocked.Status.COMPLETED, res.error
+    assert isinstance(res.output, dict)
     assert res.output["status"] == "shipped"
     assert count(ledger, "order.shipped") == 1
 
@@ -170,7 +171,9 @@ async def test_a_failed_effect_leaves_no_record_and_runs_again(ledger: Ledger) -
 
 def test_cleanup_cron_purges_old_records(client: mocked.Inngest, ledger: Ledger) -> None:
     fn = cleanup.build(client, services(ledger))
-    assert fn.get_config("http://app:8000/api/inngest").main.triggers[0].cron == "TZ=UTC 0 3 * * *"
+    trigger = fn.get_config("http://app:8000/api/inngest").main.triggers[0]
+    assert isinstance(trigger, inngest.TriggerCron)
+    assert trigger.cron == "TZ=UTC 0 3 * * *"
 
     async def one(conn: AsyncConnection) -> int:
         return 1

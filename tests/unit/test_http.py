@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from starlette.applications import Starlette
 
 from .conftest import SIGNING_KEY, fn_url, run_body, signed
 
@@ -161,6 +162,7 @@ def test_health_and_readiness_then_drain(client_factory: Client) -> None:
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready" and ready.json()["functions"] == 4
     assert ready.json()["mode"] == "self-hosted" and ready.json()["sync"]["status"] == "disabled"
+    assert isinstance(client.app, Starlette)
     client.app.state.lifecycle.begin_drain()  # what SIGTERM does (the real signal is tested on a process)
     drained = client.get("/readyz")
     assert drained.status_code == 503 and drained.json()["status"] == "draining"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -97,7 +98,7 @@ def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def registry() -> FakeRegistry:
+def registry() -> Iterator[FakeRegistry]:
     fake = FakeRegistry(SIGNING_KEY, EVENT_KEY).start()
     yield fake
     fake.stop()
