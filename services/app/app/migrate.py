@@ -8,7 +8,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,18 +30,8 @@ def head() -> str:
     return revision
 
 
-def current(url: str) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    engine = sync_engine(url)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
-
-
-def upgrade(url: str) -> str:
-    """Upgrade to head; returns the revision the database is at afterwards."""
+def upgrade(url: str) -> tuple[str | None, str]:
+    """Upgrade to head; returns the revision before (as seen while holding the migration lock) and after."""
     engine = sync_engine(url)
     try:
         with engine.connect() as connection:
@@ -51,14 +40,13 @@ def upgrade(url: str) -> str:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
-    return head()
+    return config.attributes.get("before"), head()
 
 
 def run_migrate(settings: Settings) -> int:
     """The one-shot job: one line saying where the schema is now, or why it could not get there (exit 1)."""
     try:
-        before = current(settings.database)
-        after = upgrade(settings.database)
+        before, after = upgrade(settings.database)
     except SQLAlchemyError as exc:
         # The driver's message names the host and the reason, never the password.
         cause = getattr(exc, "orig", None) or exc
