@@ -25,6 +25,7 @@ GENERATED = {
     "POSTGRES_PASSWORD": 24,
     "REDIS_PASSWORD": 24,
     "GRAFANA_ADMIN_PASSWORD": 16,
+    "INNGEST_UI_PASSWORD": 16,
 }
 LINE = re.compile(r"^([A-Z0-9_]+)=(.*)$")
 

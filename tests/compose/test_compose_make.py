@@ -41,6 +41,7 @@ def test_make_env_creates_fresh_private_keys(tmp_path: Path) -> None:
         "POSTGRES_PASSWORD",
         "REDIS_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
+        "INNGEST_UI_PASSWORD",
     ):
         assert re.fullmatch(r"[0-9a-f]{32,}", env_a[name]), name
         assert env_a[name] != env_b[name], f"{name} is not random"
