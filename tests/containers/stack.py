@@ -203,6 +203,7 @@ def new_stack(engine: Engine, mode: str = "", **values: str) -> Stack:
         "APP_DB_PASSWORD": secrets.token_hex(12),
         "EVENT_API_KEYS": secrets.token_hex(16),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),  # profile not started; the file requires it
+        "INNGEST_UI_PASSWORD": secrets.token_hex(8),  # likewise (profile ui-auth)
         "APP_IMAGE": APP_IMAGE,
         **{f"CT_{name.upper()}_PORT": str(port) for name, port in ports.items()},
         "CT_PROMETHEUS_CONFIG_DIR": str(prom_dir),
