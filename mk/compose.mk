@@ -4,6 +4,9 @@ MODE ?=
 SERVICE ?=
 # Secrets for ${VAR} interpolation; created with fresh random keys by `make up`.
 ENV_FILE ?= .env
+# The key files compose mounts as `secrets:`, written from ENV_FILE by every `make up` (docker-compose.yml).
+SECRETS_DIR ?= $(ENV_FILE).secrets
+export SECRETS_DIR
 ifneq ($(filter-out dev ha cloud,$(MODE)),)
 $(error MODE=$(MODE) is not one of: dev ha cloud (or unset for the default self-hosted stack))
 endif

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.support import ROOT, require_tool
 
@@ -33,6 +34,17 @@ def compose_files(mode: str) -> list[str]:
     if mode != "base":
         files += ["-f", str(ROOT / "deploy" / "compose" / f"{mode}.yml")]
     return files
+
+
+def container_env(model: dict[str, Any], service: str) -> dict[str, str]:
+    """A service's environment as its process sees it, each `/run/secrets/<target>` value (`*_FILE`,
+    INNGEST_CONFIG) pointing at the host file compose mounts there (the model's top-level `secrets:`)."""
+    svc = model["services"][service]
+    # A relative target (or none) is a name under /run/secrets.
+    targets = {s["source"]: str(Path("/run/secrets", s.get("target") or s["source"])) for s in svc.get("secrets", [])}
+    mounted = {target: model["secrets"][source]["file"] for source, target in targets.items()}
+    env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+    return {k: mounted.get(v, v) for k, v in env.items()}
 
 
 def clean_env() -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from scripts import make_env
 from tests.compose.compose_support import MODES, ROOT, TEST_ENV, clean_env, compose_files, require_tool, unwrap_compose
 
 
@@ -28,11 +29,20 @@ def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def run_compose(compose_bin: str, env_file: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+def secrets_dir(env_file: Path) -> Path:
+    """The key files `make up` would write from the test env file (compose mounts them as `secrets:`)."""
+    path = env_file.parent / "secrets"
+    make_env.write_secret_files(TEST_ENV, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_compose(compose_bin: str, env_file: Path, secrets_dir: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(mode: str, *args: str, env_path: Path | None = env_file) -> subprocess.CompletedProcess[str]:
         # --env-file replaces the project's .env, so a developer's real .env never leaks in.
         cmd = [compose_bin, "--env-file", str(env_path or os.devnull), *compose_files(mode), *args]
-        return subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+        env = clean_env() | {"SECRETS_DIR": str(secrets_dir)}
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     return run
 

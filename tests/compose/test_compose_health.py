@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.compose.compose_support import container_env
 from tests.support import free_port
 
 pytest.importorskip("app.healthcheck", reason="the app package is not installed (make venv)")
@@ -88,7 +89,7 @@ def test_checks_fail_on_a_not_ready_answer(
 @pytest.fixture
 def app_process(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    env = {k: str(v) for k, v in rendered["base"]["services"]["app"]["environment"].items()}
+    env = container_env(rendered["base"], "app")
     env.update(
         PATH=os.environ["PATH"],
         HOST="127.0.0.1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,38 @@ def test_make_env_never_overwrites_and_fills_gaps(tmp_path: Path) -> None:
     before = target.read_text()
     make_env(target)
     assert target.read_text() == before
+
+
+def test_make_env_writes_the_key_files_compose_mounts(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    make_env(target)
+    env, secrets_dir = parse_env(target), tmp_path / ".env.secrets"
+    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+    files = {p.name: p for p in secrets_dir.iterdir()}
+    assert sorted(files) == ["event-api-keys", "inngest-event-key", "inngest-server.json", "inngest-signing-key"]
+    # Readable by the app's own uid inside the container (a bind mount keeps the host mode); the 0700
+    # directory keeps other host users out.
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files.values())
+    assert files["inngest-signing-key"].read_text() == env["INNGEST_SIGNING_KEY"]
+    assert files["event-api-keys"].read_text() == env["EVENT_API_KEYS"]
+    server = json.loads(files["inngest-server.json"].read_text())
+    assert server == {"signing-key": env["INNGEST_SIGNING_KEY"], "event-key": [env["INNGEST_EVENT_KEY"]]}
+
+    # An edited .env (rotation: two event keys; Cloud keys added) reaches the files at the next run.
+    text = target.read_text().replace(f"INNGEST_EVENT_KEY={env['INNGEST_EVENT_KEY']}", "INNGEST_EVENT_KEY=old,new")
+    target.write_text(text + "INNGEST_CLOUD_SIGNING_KEY=signkey-prod-0a0b\nINNGEST_CLOUD_EVENT_KEY=c\n")
+    make_env(target)
+    assert json.loads(files["inngest-server.json"].read_text())["event-key"] == ["old", "new"]
+    assert (secrets_dir / "inngest-cloud-signing-key").read_text() == "signkey-prod-0a0b"
+    # A key removed from .env loses its file; SECRETS_DIR moves the directory.
+    target.write_text(target.read_text().replace("INNGEST_CLOUD_EVENT_KEY=c\n", ""))
+    elsewhere = tmp_path / "elsewhere"
+    make_env(target)
+    subprocess.run(
+        [sys.executable, str(MAKE_ENV), str(target)], env={**os.environ, "SECRETS_DIR": str(elsewhere)}, check=True
+    )
+    assert not (secrets_dir / "inngest-cloud-event-key").exists()
+    assert (elsewhere / "inngest-signing-key").read_text() == env["INNGEST_SIGNING_KEY"]
 
 
 def test_generated_env_renders_every_mode(

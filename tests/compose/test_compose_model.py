@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.compose.compose_support import MODES, ROOT, TEST_ENV
+from tests.compose.compose_support import MODES, ROOT, TEST_ENV, container_env
 
 COMPOSE_FILES = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy" / "compose").glob("*.yml"))]
 WITH_SERVER = ("base", "dev", "ha")
@@ -153,7 +153,9 @@ def test_cloud_has_no_local_server(rendered: dict[str, dict[str, Any]]) -> None:
         env = model["services"][name]["environment"]
         assert env["INNGEST_MODE"] == "cloud"
         assert "INNGEST_BASE_URL" not in env
-        assert env["INNGEST_SIGNING_KEY"] == TEST_ENV["INNGEST_CLOUD_SIGNING_KEY"]
+        keys = container_env(model, name)
+        assert Path(keys["INNGEST_SIGNING_KEY_FILE"]).read_text() == TEST_ENV["INNGEST_CLOUD_SIGNING_KEY"]
+        assert Path(keys["INNGEST_EVENT_KEY_FILE"]).read_text() == TEST_ENV["INNGEST_CLOUD_EVENT_KEY"]
         assert env["INNGEST_SERVE_ORIGIN"] == TEST_ENV["INNGEST_CLOUD_SERVE_ORIGIN"]
     assert set(model["services"]["sync"]["depends_on"]) == {"app"}
 
@@ -199,16 +201,45 @@ def test_no_secret_literals_in_compose_files() -> None:
         for svc in (load_yaml(path).get("services") or {}).values():
             for key, value in ((svc or {}).get("environment") or {}).items():
                 if SECRETISH.search(key) and value is not None:
-                    assert "${" in str(value), f"{path}: {key} is a literal"
+                    # A path under /run/secrets names a compose secret (a file), not a value.
+                    assert "${" in str(value) or str(value).startswith("/run/secrets/"), f"{path}: {key} is a literal"
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_secrets_come_from_the_env_file(rendered: dict[str, dict[str, Any]], mode: str) -> None:
+    """Each secret-looking variable carries a value of the env file, directly or in the file it names."""
     sentinels = set(TEST_ENV.values())
-    for name, svc in rendered[mode]["services"].items():
-        for key, value in (svc.get("environment") or {}).items():
+    for name in rendered[mode]["services"]:
+        for key, value in container_env(rendered[mode], name).items():
+            if key.endswith("_FILE") or key == "INNGEST_CONFIG":
+                value = Path(value).read_text()
             if SECRETISH.search(key) and key != "INNGEST_EXPERIMENTAL_PROM_METRICS":
-                assert any(s in str(value) for s in sentinels), f"{mode}/{name}: {key}={value}"
+                assert any(s in value for s in sentinels), f"{mode}/{name}: {key}={value}"
+
+
+KEYS = (
+    "INNGEST_SIGNING_KEY",
+    "INNGEST_EVENT_KEY",
+    "EVENT_API_KEYS",
+    "INNGEST_CLOUD_SIGNING_KEY",
+    "INNGEST_CLOUD_EVENT_KEY",
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_keys_are_files_never_environment_values(rendered: dict[str, dict[str, Any]], mode: str) -> None:
+    keys = {TEST_ENV[name] for name in KEYS}
+    for name, svc in rendered[mode]["services"].items():
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        assert not [k for k, v in env.items() if any(key in v for key in keys)], f"{mode}/{name}: {env}"
+    for name in ("app", "sync", "migrate"):
+        env = container_env(rendered[mode], name)
+        assert Path(env["INNGEST_SIGNING_KEY_FILE"]).is_file() and Path(env["INNGEST_EVENT_KEY_FILE"]).is_file()
+    assert Path(container_env(rendered[mode], "app")["EVENT_API_KEYS_FILE"]).read_text() == TEST_ENV["EVENT_API_KEYS"]
+    if mode != "cloud":
+        # `inngest start` reads its keys from its config file (it has no *_FILE variables).
+        config = json.loads(Path(container_env(rendered[mode], "inngest")["INNGEST_CONFIG"]).read_text())
+        assert config == {"signing-key": TEST_ENV["INNGEST_SIGNING_KEY"], "event-key": [TEST_ENV["INNGEST_EVENT_KEY"]]}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -246,8 +277,8 @@ def test_app_env_is_valid_for_the_settings_model(
     settings = _settings()
     for name in settings.known_env_vars():
         monkeypatch.delenv(name, raising=False)
-    for key, value in rendered[mode]["services"]["app"]["environment"].items():
-        monkeypatch.setenv(key, str(value))
+    for key, value in container_env(rendered[mode], "app").items():
+        monkeypatch.setenv(key, value)
     s = settings.load_settings()
     assert s.inngest_mode.value == {"base": "self-hosted", "ha": "self-hosted"}.get(mode, mode)
 

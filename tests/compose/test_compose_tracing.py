@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.compose.compose_support import TEST_ENV
+from tests.compose.compose_support import TEST_ENV, container_env
 
 
 def _model(
@@ -33,11 +33,11 @@ def test_tracing_profile_runs_jaeger_and_points_the_app_at_it(
     jaeger = model["services"]["jaeger"]
     assert [(p["host_ip"], p["target"]) for p in jaeger["ports"]] == [("127.0.0.1", 16686)]
     assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
-    env = model["services"]["app"]["environment"]
+    env = container_env(model, "app")
     for var in known_env_vars():
         monkeypatch.delenv(var, raising=False)
     for key, value in env.items():
-        monkeypatch.setenv(key, str(value))
+        monkeypatch.setenv(key, value)
     assert load_settings().otel_exporter_otlp_endpoint == "http://jaeger:4318"
 
 
@@ -48,9 +48,9 @@ def test_without_the_profile_there_is_no_collector_and_tracing_is_off(
 
     model = _model(run_compose, tmp_path)
     assert "jaeger" not in model["services"]
-    env = model["services"]["app"]["environment"]
+    env = container_env(model, "app")
     for var in known_env_vars():
         monkeypatch.delenv(var, raising=False)
     for key, value in env.items():
-        monkeypatch.setenv(key, str(value))
+        monkeypatch.setenv(key, value)
     assert not load_settings().otel_exporter_otlp_endpoint

@@ -217,6 +217,8 @@ def new_stack(engine: Engine, mode: str = "", **values: str) -> Stack:
     env = {k: v for k, v in engine.env.items() if k in keep or k.startswith("DOCKER_")}
     env.update(
         COMPOSE_PROJECT_NAME=project,
+        # Where `make up` writes the key files compose mounts (mk/compose.mk's default for this ENV_FILE).
+        SECRETS_DIR=f"{env_file}.secrets",
         APP_PORT=str(ports["app"]),
         INNGEST_URL=f"http://127.0.0.1:{ports['inngest']}",
     )

@@ -167,6 +167,22 @@ def test_app_runs_as_non_root_on_a_read_only_root_fs(stack: Stack, up: dict[str,
     assert out.split("\n")[:3] == ["/opt/venv/probe EROFS", "/probe EROFS", "/tmp/probe ok"], out
 
 
+def test_keys_reach_the_containers_as_files_only(stack, up):
+    keys = [stack.values[n] for n in ("INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY", "EVENT_API_KEYS")]
+    engine = stack.engine
+    app, server = stack.container("app"), stack.container("inngest")
+    for cid in (app, server):
+        env = engine.inspect(cid)["Config"]["Env"]
+        assert not [e for e in env if any(k in e for k in keys)], env
+    read = "import sys; print(open(sys.argv[1]).read())"
+    on_disk = engine.run("exec", app, "python", "-c", read, "/run/secrets/inngest-signing-key").stdout.strip()
+    assert on_disk == stack.signing_key
+    server_env = engine.inspect(server)["Config"]["Env"]
+    assert "INNGEST_CONFIG=/run/secrets/inngest-server.json" in server_env
+    # The server authenticates its REST API with the key it read from that file.
+    assert server_get(stack, "/v1/apps/fastapi-app/functions")
+
+
 def _prom(stack: Stack, query: str) -> list[dict[str, Any]]:
     answer = httpx.get(stack.url("prometheus", "/api/v1/query?" + urllib.parse.urlencode({"query": query})))
     body = answer.json()
