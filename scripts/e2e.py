@@ -89,6 +89,8 @@ def wait_for_run(event_id: str, signing_key: str, server: str | None = None, tim
 
 
 def main() -> int:
+    # make_env.py writes the key files there and compose mounts them from there (as `make e2e` exports it).
+    os.environ.setdefault("SECRETS_DIR", f"{ENV_FILE}.secrets")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_env.py"), ENV_FILE], check=True)
     try:
         # Long-running services first (`up --wait` mistakes the one-shot sync for one), then the sync

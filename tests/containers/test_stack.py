@@ -167,7 +167,7 @@ def test_app_runs_as_non_root_on_a_read_only_root_fs(stack: Stack, up: dict[str,
     assert out.split("\n")[:3] == ["/opt/venv/probe EROFS", "/probe EROFS", "/tmp/probe ok"], out
 
 
-def test_keys_reach_the_containers_as_files_only(stack, up):
+def test_keys_reach_the_containers_as_files_only(stack: Stack, up: dict[str, Any]) -> None:
     keys = [stack.values[n] for n in ("INNGEST_SIGNING_KEY", "INNGEST_EVENT_KEY", "EVENT_API_KEYS")]
     engine = stack.engine
     app, server = stack.container("app"), stack.container("inngest")
