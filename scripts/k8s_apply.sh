@@ -44,7 +44,7 @@ while :; do
       show_logs
       exit 1 ;;
   esac
-  if [ "$(date +%s)" -ge "$end" ]; then
+  if [ "$(date +%s)" -gt "$end" ]; then  # -gt: whole seconds must not end the wait early
     echo "k8s-apply: the sync Job neither completed nor failed within its deadline (${deadline:-900} s):" >&2
     show_logs
     exit 1

@@ -134,7 +134,7 @@ def test_two_servers_share_the_work_and_one_survives_the_others_sigkill(
         assert not any(completed_once(r) for r in in_flight.values())
         assert a.proc is not None
         a_pid = a.proc.pid
-        a_calls = wait_until(lambda: calls_waiting(a_pid, app.port), 60, what="A's calls into the frozen app")
+        a_calls = wait_until(lambda: calls_waiting(a_pid, app.port), 120, what="A's calls into the frozen app")
         a.kill()
         killed = time.monotonic()
     finally:

@@ -80,7 +80,8 @@ def test_app_sigkilled_mid_run_every_side_effect_exactly_once(
     wait_until(lambda: ledger(app).get("payment.captured", 0) >= 5, 60, what="payments under way")
     app.kill()  # 2: during charge / cool-off / ship
     app.start()
-    wait_until(lambda: ledger(app).get("order.cancelled", 0) >= 3, 60, what="cancellations under way")
+    # The unpaid runs cancel once their 90 s payment wait ends, counted from when each began waiting.
+    wait_until(lambda: ledger(app).get("order.cancelled", 0) >= 3, 150, what="cancellations under way")
     app.kill()  # 3: while the unpaid runs time out and cancel
     app.start()
 
