@@ -18,19 +18,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, free_port, require_tool, unavailable, wait_until
+from tests.support import free_port, require_tool, wait_until
+from tests.support.tools import built_binary
 
 
 def kube_apiserver_binary() -> str:
-    proc = subprocess.run(
-        [os.environ.get("PYTHON", "python3"), str(ROOT / "scripts" / "kube_apiserver_bin.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        unavailable(proc.stderr.strip() or "scripts/kube_apiserver_bin.py failed")
-    return proc.stdout.strip()
+    return built_binary("kube_apiserver_bin.py")
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -24,7 +24,7 @@ import httpx
 
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
-from tests.support.tools import ROOT, unavailable
+from tests.support.tools import built_binary
 
 _BINARY: str | None = None
 TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -36,15 +36,7 @@ def inngest_binary() -> str:
     """Path of the pinned `inngest` binary (built once per machine), or skip/fail saying what to install."""
     global _BINARY
     if _BINARY is None:
-        proc = subprocess.run(
-            [os.environ.get("PYTHON", "python3"), str(ROOT / "scripts" / "inngest_bin.py")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            unavailable(proc.stderr.strip() or "scripts/inngest_bin.py failed")
-        _BINARY = proc.stdout.strip()
+        _BINARY = built_binary("inngest_bin.py")
     return _BINARY
 
 

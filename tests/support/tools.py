@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,3 +27,17 @@ def require_tool(name: str, hint: str) -> str:
     if path:
         return path
     unavailable(f"{name} not found: {hint}")
+
+
+def built_binary(script: str) -> str:
+    """The path a `scripts/<script>` provisioner prints (it builds and caches the binary), or `unavailable`
+    with the one line it printed saying what to install."""
+    proc = subprocess.run(
+        [os.environ.get("PYTHON", "python3"), str(ROOT / "scripts" / script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        unavailable(proc.stderr.strip() or f"scripts/{script} failed")
+    return proc.stdout.strip()
