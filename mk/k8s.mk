@@ -39,7 +39,7 @@ k8s-apiserver-bin: ## Print the path of kube-apiserver at the pinned release (bu
 # (figures in deploy/k8s/README.md). Needs Go, etcd (Debian etcd-server) and openssl.
 k8s-apiserver-test: venv ## Apply every overlay to a real kube-apiserver + etcd (server-side, admission, re-apply)
 	@PATH="$$PATH:/usr/local/go/bin" $(PYTHON) scripts/kube_apiserver_bin.py >/dev/null
-	K8S_APISERVER=1 $(PY) -m pytest tests/k8s/test_apiserver.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m apiserver tests/k8s/test_apiserver.py $(PYTEST_ARGS)
 
 k8s-sync-monitoring: $(VENV)/.installed ## Copy the compose alert rules + Grafana dashboards into deploy/k8s
 	$(PY) deploy/k8s/sync_monitoring.py
