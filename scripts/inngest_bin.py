@@ -16,8 +16,6 @@ A cold build takes a few minutes on two cores (most of it compiling); a warm cal
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -25,8 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from pinned_binary import Unavailable, WrongVersion, resolve_pinned, run
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -41,46 +40,11 @@ MISSING = (
 )
 
 
-class Unavailable(RuntimeError):
-    """No source could produce the binary; the message says what was tried."""
-
-
 def pinned_version(compose_file: Path = COMPOSE_FILE) -> str:
     match = PIN.search(compose_file.read_text())
     if not match:
         raise Unavailable(f"{compose_file.name}: no `x-inngest-image: &... inngest/inngest:vX.Y.Z` line")
     return match.group("version")
-
-
-def reported_version(binary: str) -> str | None:
-    """The version the binary prints, or None if it does not run.
-
-    `--version`, not the `version` command, which also looks for updates online (seconds offline).
-    """
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"(\d+\.\d+\.\d+)", out)
-    return match.group(1) if match else None
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One builder at a time: parallel test sessions wait for the first build instead of repeating it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: list[str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    log.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise Unavailable(f"`{' '.join(cmd[:3])}` failed: " + " | ".join(tail))
-    return proc.stdout
 
 
 def go_build(version: str, target: Path) -> None:
@@ -91,8 +55,8 @@ def go_build(version: str, target: Path) -> None:
     log: list[str] = []
     with tempfile.TemporaryDirectory(prefix="inngest-build-") as tmp:
         work = Path(tmp)
-        _run([go, "mod", "init", "inngest-server-build"], work, env, log)
-        info = json.loads(_run([go, "mod", "download", "-json", f"{MODULE}@v{version}"], work, env, log))
+        run([go, "mod", "init", "inngest-server-build"], work, env, log)
+        info = json.loads(run([go, "mod", "download", "-json", f"{MODULE}@v{version}"], work, env, log))
         # A writable copy of the module: its zip lacks the docs submodule that `internal/embeddocs`
         # embeds, and go:embed fails on a pattern with no files. One placeholder file is enough (the
         # server serves MCP docs only when that FS is readable), and nothing else changes.
@@ -114,13 +78,13 @@ def go_build(version: str, target: Path) -> None:
         # Upstream's go.sum pins the same dependency graph the wrapper resolves to.
         shutil.copyfile(source / "go.sum", work / "go.sum")
         (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{MODULE}/cmd"\n')
-        _run([go, "mod", "tidy"], work, env, log)
+        run([go, "mod", "tidy"], work, env, log)
         # As upstream's release build: the version and the short commit the module proxy recorded.
         commit = str(info.get("Origin", {}).get("Hash", ""))[:7]
         pkg = f"{MODULE}/pkg/inngest/version"
         ldflags = f"-s -w -X {pkg}.Version={version} -X {pkg}.Hash={commit}"
         partial = target.with_suffix(".partial")
-        _run(
+        run(
             [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), f"{MODULE}/cmd"],
             work,
             env,
@@ -137,11 +101,11 @@ def from_image(version: str, target: Path) -> None:
     image = f"inngest/inngest:v{version}"
     env = dict(os.environ)
     log: list[str] = []
-    _run([docker, "pull", image], target.parent, env, log)
+    run([docker, "pull", image], target.parent, env, log)
     name = f"inngest-bin-{os.getpid()}"
-    _run([docker, "create", "--name", name, image], target.parent, env, log)
+    run([docker, "create", "--name", name, image], target.parent, env, log)
     try:
-        _run([docker, "cp", f"{name}:/bin/inngest", str(target)], target.parent, env, log)
+        run([docker, "cp", f"{name}:/bin/inngest", str(target)], target.parent, env, log)
     finally:
         subprocess.run([docker, "rm", "-f", name], capture_output=True, check=False)
 
@@ -152,7 +116,7 @@ def from_npm(version: str, target: Path) -> None:
         raise Unavailable("npm not found")
     prefix = target.parent / "npm"
     log: list[str] = []
-    _run([npm, "install", "--prefix", str(prefix), f"inngest-cli@{version}"], target.parent, dict(os.environ), log)
+    run([npm, "install", "--prefix", str(prefix), f"inngest-cli@{version}"], target.parent, dict(os.environ), log)
     found = next((p for p in (prefix / "node_modules" / "inngest-cli").rglob("inngest") if p.is_file()), None)
     if not found:
         raise Unavailable("inngest-cli installed no binary")
@@ -161,30 +125,16 @@ def from_npm(version: str, target: Path) -> None:
 
 
 def resolve(version: str | None = None) -> Path:
+    """The binary (`reported_version` reads `--version`, not the `version` command, which looks for updates
+    online and takes seconds offline)."""
     version = version or pinned_version()
-    explicit = os.environ.get("INNGEST_BIN")
-    if explicit:
-        have = reported_version(explicit)
-        if have != version:
-            raise Unavailable(f"INNGEST_BIN={explicit} reports version {have}, docker-compose.yml pins {version}")
-        return Path(explicit)
-    target = CACHE / version / "inngest"
-    if target.exists() and reported_version(str(target)) == version:
-        return target
-    with _locked(target.parent):
-        if target.exists() and reported_version(str(target)) == version:
-            return target
-        errors = []
-        for source in (go_build, from_image, from_npm):
-            try:
-                source(version, target)
-            except Unavailable as err:
-                errors.append(f"{source.__name__}: {err}")
-                continue
-            if reported_version(str(target)) == version:
-                return target
-            errors.append(f"{source.__name__}: built a binary that does not report {version}")
-        raise Unavailable(MISSING.format(version=version) + " (tried: " + "; ".join(errors) + ")")
+    sources = (go_build, from_image, from_npm)
+    try:
+        return resolve_pinned("INNGEST_BIN", CACHE / version / "inngest", version, sources, COMPOSE_FILE.name)
+    except WrongVersion:
+        raise
+    except Unavailable as err:
+        raise Unavailable(f"{MISSING.format(version=version)} ({err})") from None
 
 
 def main(argv: list[str]) -> int:

@@ -20,12 +20,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from inngest_bin import Unavailable, _locked, _run
+from pinned_binary import Unavailable, resolve_pinned, run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Same minor as the kubectl the tests use (kubectl supports one minor of skew either way).
@@ -33,15 +32,6 @@ VERSION = "1.32.13"
 CACHE = ROOT / ".cache" / "kube-apiserver"
 MODULE = "k8s.io/kubernetes"
 STAGING = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.M)
-
-
-def reported_version(binary: str) -> str | None:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"v(\d+\.\d+\.\d+)", out)
-    return match.group(1) if match else None
 
 
 def go_build(version: str, target: Path) -> None:
@@ -53,8 +43,8 @@ def go_build(version: str, target: Path) -> None:
     major, minor, patch = version.split(".")
     with tempfile.TemporaryDirectory(prefix="kube-apiserver-build-") as tmp:
         work = Path(tmp)
-        _run([go, "mod", "init", "kube-apiserver-build"], work, env, log)
-        info = json.loads(_run([go, "mod", "download", "-json", f"{MODULE}@v{version}"], work, env, log))
+        run([go, "mod", "init", "kube-apiserver-build"], work, env, log)
+        info = json.loads(run([go, "mod", "download", "-json", f"{MODULE}@v{version}"], work, env, log))
         staging = STAGING.findall(Path(info["GoMod"]).read_text())
         if not staging:
             raise Unavailable(f"{MODULE} v{version}: no staging replaces in its go.mod")
@@ -66,14 +56,14 @@ def go_build(version: str, target: Path) -> None:
             + "\n"
         )
         (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{MODULE}/cmd/kube-apiserver"\n')
-        _run([go, "mod", "tidy"], work, env, log)
+        run([go, "mod", "tidy"], work, env, log)
         # What the release build stamps: `--version`, discovery and the kubectl skew check read it.
         pkg = "k8s.io/component-base/version"
         stamp = f"-X {pkg}.gitVersion=v{version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor}"
         stamp += f" -X {pkg}.gitTreeState=clean -X {pkg}.gitCommit={info.get('Origin', {}).get('Hash', '')}"
         partial = target.with_suffix(".partial")
         main = f"{MODULE}/cmd/kube-apiserver"
-        _run(
+        run(
             [go, "build", "-trimpath", "-ldflags", f"-s -w {stamp}", "-o", str(partial), main],
             work,
             env,
@@ -84,21 +74,8 @@ def go_build(version: str, target: Path) -> None:
 
 
 def resolve(version: str = VERSION) -> Path:
-    explicit = os.environ.get("KUBE_APISERVER_BIN")
-    if explicit:
-        have = reported_version(explicit)
-        if have != version:
-            raise Unavailable(f"KUBE_APISERVER_BIN={explicit} reports {have}, the pin is {version}")
-        return Path(explicit)
     target = CACHE / version / "kube-apiserver"
-    if target.exists() and reported_version(str(target)) == version:
-        return target
-    with _locked(target.parent):
-        if not (target.exists() and reported_version(str(target)) == version):
-            go_build(version, target)
-        if reported_version(str(target)) != version:
-            raise Unavailable(f"the build does not report v{version}")
-    return target
+    return resolve_pinned("KUBE_APISERVER_BIN", target, version, (go_build,), Path(__file__).name, r"v(\d+\.\d+\.\d+)")
 
 
 def main(argv: list[str]) -> int:
