@@ -12,6 +12,7 @@ import pytest
 from tests.standin.fixtures import *  # noqa: F403
 from tests.support.inngest import InngestServer
 from tests.support.postgres import PostgresServer
+from tests.support.process import closed_after
 from tests.support.redis import redis_server
 
 
@@ -31,14 +32,14 @@ def ha_servers(
         }
         a = InngestServer(**shared)
         b = InngestServer(**shared, signing_key=a.signing_key, event_key=a.event_key)
-        try:
+        labels = {id(a): "inngest A", id(b): "inngest B"}
+
+        def label(server: InngestServer) -> str:
+            return labels[id(server)]
+
+        with closed_after(request, label) as made:
+            made += (a, b)
             # One after the other: each runs the database migrations at start.
             a.start()
             b.start()
             yield a, b
-        finally:
-            failed = getattr(request.node, "rep_call", None)
-            for label, server in (("A", a), ("B", b)):
-                if failed is not None and failed.failed:
-                    print(f"--- inngest {label} ---\n{server.log_tail()}")
-                server.close()

@@ -15,11 +15,11 @@ import pytest
 
 from app.migrate import upgrade
 from app.sdk import signed_headers
-from tests.standin.fixtures import AppProcess, metric_value, pytest_runtest_makereport
+from tests.standin.fixtures import AppProcess, metric_value
 from tests.support.postgres import PostgresServer
+from tests.support.process import closed_after
 
 APP_ID = "fastapi-app"
-__all__ = ["pytest_runtest_makereport"]  # failing tests print the apps' logs
 
 
 @dataclass
@@ -80,19 +80,14 @@ def side_effects(app: AppProcess, outcome: str) -> float:
 @pytest.fixture
 def replica_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., AppProcess]]:
     """Start app processes (`replica_factory(server, database_url)`); failing tests print their logs."""
-    made: list[AppProcess] = []
+    with closed_after(request, lambda app: app.log_path.name) as made:
 
-    def make(server: NoServer, database_url: str, **env: str) -> AppProcess:
-        app = AppProcess(tmp_path, server, DATABASE_URL=database_url, INNGEST_SYNC_ON_STARTUP="false", **env)  # type: ignore[arg-type]
-        made.append(app)
-        return app.start()
+        def make(server: NoServer, database_url: str, **env: str) -> AppProcess:
+            app = AppProcess(tmp_path, server, DATABASE_URL=database_url, INNGEST_SYNC_ON_STARTUP="false", **env)  # type: ignore[arg-type]
+            made.append(app)
+            return app.start()
 
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for app in made:
-        if failed is not None and failed.failed:
-            print(f"--- {app.log_path.name} ---\n{app.log_tail()}")
-        app.close()
+        yield make
 
 
 def statuses(answers: list[httpx.Response]) -> dict[int, int]:

@@ -11,14 +11,14 @@ import pytest
 from tests.conftest import require_tool
 from tests.prom.harness import Prometheus
 from tests.standin.fixtures import *  # noqa: F403
+from tests.support.process import closed_after
 
 
 @pytest.fixture
 def prometheus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Prometheus]]:
     """Unstarted Prometheus handles in temp dirs; stopped at the end, log tail printed on failure."""
     binary = require_tool("prometheus", "install Debian's prometheus package (apt-get install prometheus)")
-    made: list[Prometheus] = []
-    with tempfile.TemporaryDirectory(prefix="prom-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="prom-") as tmp, closed_after(request, Prometheus.label) as made:
 
         def make() -> Prometheus:
             workdir = Path(tmp) / str(len(made))
@@ -27,8 +27,3 @@ def prometheus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], 
             return made[-1]
 
         yield make
-        failed = getattr(request.node, "rep_call", None)
-        for prom in made:
-            if failed is not None and failed.failed:
-                print(f"--- prometheus log ---\n{prom.log_tail()}")
-            prom.stop()

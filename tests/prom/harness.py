@@ -164,6 +164,11 @@ class Prometheus:
                 self.proc.wait(5)
         self.http.close()
 
+    close = stop  # the shared fixture teardown (tests/support/process.closed_after) closes handles
+
+    def label(self) -> str:
+        return f"prometheus log ({self.workdir.name})"
+
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

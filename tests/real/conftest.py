@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.standin.fixtures import AppProcess, app_factory, e2e_log_dir, pytest_runtest_makereport
+from tests.standin.fixtures import AppProcess, app_factory, e2e_log_dir
 from tests.support.inngest import InngestServer
+from tests.support.process import closed_after
 
-__all__ = ["app_factory", "e2e_log_dir", "pytest_runtest_makereport"]
+__all__ = ["app_factory", "e2e_log_dir"]
 
 APP_FNS = {
     "fastapi-app-test-integration",
@@ -36,20 +37,15 @@ def ledger(app: AppProcess) -> dict[str, int]:
 @pytest.fixture
 def server_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., InngestServer]]:
     """`server_factory(start=True, **InngestServer options)`; a failing test prints each server's log."""
-    made: list[InngestServer] = []
+    with closed_after(request, lambda server: f"inngest {server.url}") as made:
 
-    def make(start: bool = True, **options: Any) -> InngestServer:
-        options.setdefault("extra_args", FAST_RETRIES)
-        server = InngestServer(**options)
-        made.append(server)
-        return server.start() if start else server
+        def make(start: bool = True, **options: Any) -> InngestServer:
+            options.setdefault("extra_args", FAST_RETRIES)
+            server = InngestServer(**options)
+            made.append(server)
+            return server.start() if start else server
 
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for server in made:
-        if failed is not None and failed.failed:
-            print(f"--- inngest {server.url} ---\n{server.log_tail()}")
-        server.close()
+        yield make
 
 
 @pytest.fixture

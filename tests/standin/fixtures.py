@@ -14,15 +14,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pluggy
 import pytest
 
 from tests.support import ROOT, free_port, wait_until
+from tests.support.process import closed_after
 
 # The event API token of every app process the tests start (EVENT_API_KEYS).
 EVENT_API_TOKEN = secrets.token_hex(16)
@@ -334,19 +334,14 @@ def standin(standin_factory: Callable[..., StandInProcess]) -> StandInProcess:
 @pytest.fixture
 def app_factory(e2e_log_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., AppProcess]]:
     """Start the app: `app_factory(standin, start=True, **env)`. Failing tests print the app's log."""
-    made: list[AppProcess] = []
+    with closed_after(request, lambda proc: proc.log_path.name) as made:
 
-    def make(standin: StandInProcess, start: bool = True, **kwargs: Any) -> AppProcess:
-        proc = AppProcess(e2e_log_dir, standin, **kwargs)
-        made.append(proc)
-        return proc.start() if start else proc
+        def make(standin: StandInProcess, start: bool = True, **kwargs: Any) -> AppProcess:
+            proc = AppProcess(e2e_log_dir, standin, **kwargs)
+            made.append(proc)
+            return proc.start() if start else proc
 
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for proc in made:
-        if failed is not None and failed.failed:
-            print(f"--- {proc.log_path.name} ---\n{proc.log_tail()}")
-        proc.close()
+        yield make
 
 
 @pytest.fixture
@@ -355,12 +350,3 @@ def stack(standin: StandInProcess, app_factory: Callable[..., AppProcess]) -> tu
     app = app_factory(standin)
     standin.wait_synced()
     return standin, app
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)

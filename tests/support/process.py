@@ -6,9 +6,11 @@ import contextlib
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
+
+import pytest
 
 
 class Service(Protocol):
@@ -81,3 +83,26 @@ def running(handle: H) -> Iterator[H]:
         yield handle
     finally:
         handle.close()
+
+
+class Handle(Protocol):
+    def log_tail(self, lines: int = ...) -> str: ...
+    def close(self) -> None: ...
+
+
+Hd = TypeVar("Hd", bound=Handle)
+
+
+@contextlib.contextmanager
+def closed_after(request: pytest.FixtureRequest, name: Callable[[Hd], str]) -> Iterator[list[Hd]]:
+    """A list for a factory fixture's handles: each is closed at the end, and when the test failed its log
+    tail is printed first, under `--- name(handle) ---` (pytest shows it with the failure)."""
+    made: list[Hd] = []
+    try:
+        yield made
+    finally:
+        report = getattr(request.node, "rep_call", None)  # set by tests/conftest.py's report hook
+        for handle in made:
+            if report is not None and report.failed:
+                print(f"--- {name(handle)} ---\n{handle.log_tail()}")
+            handle.close()
