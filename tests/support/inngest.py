@@ -24,6 +24,7 @@ import httpx
 
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
+from tests.support.process import log_tail, stop_process
 from tests.support.tools import built_binary
 
 _BINARY: str | None = None
@@ -135,19 +136,10 @@ class InngestServer:
         wait_until(healthy, timeout, interval=0.1, what=f"inngest /health on {self.url}")
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return stop_process(self.proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
