@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import HealthCheck, Phase, settings
 
 from tests.standin.protocol import sign_body
 from tests.support import ROOT, free_port
+from tests.support.process import stop_process
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 APP_ID = "fastapi-app"
@@ -163,13 +165,7 @@ class App:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=15)
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
@@ -278,3 +274,15 @@ def assert_still_serving(app: App, tally: Tally) -> None:
     assert json.loads(res.content) == "still serving"
     assert res.headers.get("x-inngest-sdk", "").startswith("inngest-py:"), res.headers
     assert "x-inngest-signature" in res.headers, "a signed request gets a signed answer"
+
+
+def fuzz(n: int) -> Any:
+    """Hypothesis settings for volume: generate only (no shrinking, no database), reproducible."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )

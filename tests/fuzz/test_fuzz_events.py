@@ -15,28 +15,17 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
-from tests.fuzz.harness import App, EventSink, Tally, assert_still_serving
+from tests.fuzz.harness import App, EventSink, Tally, assert_still_serving, fuzz
 
 EVENTS = "/api/events"
 MIB = 1 << 20
 REJECTED = {400, 422}
 JSON = {"content-type": "application/json"}
-
-
-def fuzz(n: int) -> Any:
-    return settings(
-        max_examples=n,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 def accepted_ids(res: httpx.Response, sent: Any) -> list[str]:

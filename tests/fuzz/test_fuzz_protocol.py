@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import APP_ID, App, EventSink, Tally, assert_still_serving, invocation, sign
+from tests.fuzz.harness import APP_ID, App, EventSink, Tally, assert_still_serving, fuzz, invocation, sign
 
 SERVE = "/api/inngest"
 FUNCTIONS = [f"{APP_ID}-{name}" for name in ("test-integration", "process-order", "reserve-item", "nightly-cleanup")]
@@ -42,18 +42,6 @@ VOLUME_CATEGORIES = {
         "huge unsigned body",
     )
 }
-
-
-def fuzz(n: int) -> Any:
-    """Hypothesis settings for volume: generate only (no shrinking, no database), reproducible."""
-    return settings(
-        max_examples=n,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 def json_of(scalars: Any) -> Any:

@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from tests.support import ROOT, free_port
+from tests.support.process import stop_process
 
 COMPOSE_PROMETHEUS = ROOT / "deploy" / "compose" / "prometheus" / "prometheus.yml"
 DASHBOARDS = ROOT / "deploy" / "compose" / "grafana" / "dashboards"
@@ -155,13 +156,7 @@ class Prometheus:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=15)
         self.http.close()
 
     close = stop  # the shared fixture teardown (tests/support/process.closed_after) closes handles
