@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from app.http_limits import ConnectionLimits, LimitedConfig, connection_cap, raise_open_file_limit
 from app.logs import configure_logging, logging_config
 from app.settings import Settings
 
@@ -42,6 +44,25 @@ def _migrate_embedded_database(settings: Settings) -> None:
         upgrade(settings.database)
 
 
+def _connection_limits(settings: Settings) -> ConnectionLimits:
+    # Workers inherit the raised limit; the connection cap leaves descriptors for the process's own work.
+    max_connections = connection_cap(raise_open_file_limit())
+    if max_connections < settings.http_limit_concurrency:
+        logging.getLogger("app.http").warning(
+            "the open-file limit allows %d connections per worker, fewer than HTTP_LIMIT_CONCURRENCY (%d): "
+            "raise nofile (ulimit -n)",
+            max_connections,
+            settings.http_limit_concurrency,
+        )
+    return ConnectionLimits(
+        header_timeout=settings.http_header_timeout_seconds,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+        limit_concurrency=settings.http_limit_concurrency,
+        max_connections=max_connections,
+    )
+
+
 def serve(settings: Settings, builders: Sequence[Builder] | None = None, reload: bool = False) -> None:
     """Serve the app; `builders` replaces the function list (single worker only: workers re-import it).
     `reload` (dev mode): one worker, restarted on every change to the app's package."""
@@ -54,26 +75,34 @@ def serve(settings: Settings, builders: Sequence[Builder] | None = None, reload:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
         "lifespan": "on",
+        "timeout_keep_alive": settings.http_idle_timeout_seconds,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout) or None,
         "log_config": logging_config(settings.log_level),
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,
     }
+    limits = _connection_limits(settings)
     if reload:
         # The reloader imports the app by name in each process it starts.
         package = os.path.dirname(os.path.abspath(__file__))
-        uvicorn.run("app.main:create_app", factory=True, reload=True, reload_dirs=[package], **options)
+        config = LimitedConfig(
+            "app.main:create_app", factory=True, reload=True, reload_dirs=[package], limits=limits, **options
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.supervisors.ChangeReload(
+                config, target=uvicorn.Server(config).run, sockets=[config.bind_socket()]
+            ).run()
         return
     from app.main import create_app  # only now: prometheus-client must see the metrics dir decision
 
-    config = uvicorn.Config(
+    config = LimitedConfig(
         # One worker gets the validated settings object; several each call the factory on the same environment.
         "app.main:create_app" if settings.web_concurrency > 1 else create_app(settings, builders),
         factory=settings.web_concurrency > 1,
         workers=settings.web_concurrency,
+        limits=limits,
         **options,
     )
     server = uvicorn.Server(config)
