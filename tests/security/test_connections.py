@@ -261,3 +261,19 @@ def test_requests_above_the_concurrency_limit_get_503_while_the_probes_answer(se
         what="requests accepted again once the in-flight ones ended",
     )
     assert sink.total() >= 1
+
+
+def test_a_body_not_finished_within_the_body_timeout_is_cut_and_frees_its_slot(secure_app: SecureApp) -> None:
+    app, sink = secure_app(HTTP_LIMIT_CONCURRENCY="4", HTTP_BODY_TIMEOUT_SECONDS="2")
+    head = (
+        b"POST /api/events HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+        b"Authorization: Bearer " + app.event_api_token.encode() + b"\r\n\r\n{"
+    )
+    sent = time.monotonic()
+    trickling = open_connections(app.port, 4, head)  # every slot held by a body that never ends
+    closed_at, _ = wait_closed(trickling, sent + 2 + SLACK)
+    assert len(closed_at) == 4, f"{4 - len(closed_at)} of 4 trickled bodies still open after {2 + SLACK:g} s"
+    assert min(closed_at) - sent >= 2 - 0.5, "cut by the body timeout, not before it"
+    res = httpx.post(f"{app.url}/api/events", json={"name": "test/integration", "data": {}}, headers=app.auth)
+    assert res.status_code == 200, res.text  # the slots are free again
+    assert sink.total() == 1 and app.alive()

@@ -57,6 +57,7 @@ def test_the_connection_cap_keeps_descriptors_for_the_process() -> None:
     [
         ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
         ("HTTP_HEADER_TIMEOUT_SECONDS", "301"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "0"),
         ("HTTP_IDLE_TIMEOUT_SECONDS", "-1"),
         ("HTTP_MAX_HEADER_BYTES", "100"),
         ("HTTP_MAX_HEADER_BYTES", "2097152"),

@@ -6,6 +6,8 @@ too, so a few thousand half-sent requests turn every real one into a 503. `Limit
 
 - a header deadline, from the connection's start (or the first byte of a later request) until the
   headers are complete: past it, 408 if part of a request came, else a plain close;
+- a body deadline, from the end of the headers until the body is complete: past it, the connection is
+  closed (the app sees the client disconnect), so a trickled body cannot hold a request slot;
 - a cap on the header block's bytes and on its number of fields: 431;
 - a concurrency limit on requests in flight (not connections): 503 with `Connection: close` above it,
   except for the probes, which must keep telling the orchestrator the truth under load;
@@ -48,6 +50,7 @@ log = logging.getLogger("app.http")
 @dataclass(frozen=True)
 class ConnectionLimits:
     header_timeout: float
+    body_timeout: float
     max_header_bytes: int
     max_headers: int
     limit_concurrency: int
@@ -143,6 +146,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.limit_concurrency = None  # uvicorn's own check counts connections; ours counts requests
         self.app_ = self.app
         self.deadline: asyncio.TimerHandle | None = None
+        self.body_deadline: asyncio.TimerHandle | None = None
         self.reading = False  # a request has begun and its headers are not complete
         self.began = False  # ... and it began in the slice being fed
         self.header_bytes = 0  # whole slices fed while reading one header block
@@ -158,7 +162,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_deadline()
+        self.cancel_body_deadline()
         super().connection_lost(exc)
+
+    def cancel_body_deadline(self) -> None:
+        if self.body_deadline is not None:
+            self.body_deadline.cancel()
+            self.body_deadline = None
 
     def cancel_deadline(self) -> None:
         if self.deadline is not None:
@@ -195,6 +205,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning(msg)
                 self.send_400_response(msg)
             return False
+        if self.body_deadline is None and not self.reading and self.cycle is not None and self.cycle.more_body:
+            # Headers done, body still coming (a request without a body is complete within the same feed).
+            self.body_deadline = self.loop.call_later(self.limits.body_timeout, self.body_timeout_handler)
         if self.reading:
             if not self.began:  # the whole slice belongs to this header block
                 self.header_bytes += len(data)
@@ -241,6 +254,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             _throttled.note(f"503: {limits.limit_concurrency} requests in flight")
             self.app = _busy
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.cancel_body_deadline()
+        super().on_message_complete()
+
+    def body_timeout_handler(self) -> None:
+        self.body_deadline = None
+        if not self.transport.is_closing():
+            _throttled.note(f"closed: request body not complete in {self.limits.body_timeout:g} s")
+            self.transport.close()
 
     def refuse(self, refused: _Refused) -> None:
         self.reading = False

@@ -56,6 +56,7 @@ def _connection_limits(settings: Settings) -> ConnectionLimits:
         )
     return ConnectionLimits(
         header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
         max_header_bytes=settings.http_max_header_bytes,
         max_headers=settings.http_max_headers,
         limit_concurrency=settings.http_limit_concurrency,

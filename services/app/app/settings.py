@@ -147,8 +147,10 @@ class Settings(BaseSettings):
     graceful_shutdown_timeout: float = Field(default=20.0, ge=0)
     shutdown_drain_seconds: float | None = Field(default=None, ge=0)
     # What one client may hold of the server (app.http_limits): time to send the request headers, their size
-    # and count, idle keep-alive time, and requests in flight per worker (503 above it; probes exempt).
+    # and count, time to send the body, idle keep-alive time, and requests in flight per worker (503 above it;
+    # probes exempt).
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     http_idle_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     http_max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     http_max_headers: int = Field(default=100, ge=10, le=1000)
