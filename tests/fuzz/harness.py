@@ -30,6 +30,18 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 APP_ID = "fastapi-app"
 
 
+def openapi_schema(tmp: Path) -> dict[str, Any]:
+    """The app's OpenAPI schema, built in-process from the same factory: the app serves /openapi.json in dev
+    mode only, and the routes are the same in every mode."""
+    from app.main import create_app
+    from app.settings import load_settings
+
+    settings = load_settings(
+        inngest_mode="dev", side_effects_db=tmp / "schema-only.sqlite3", inngest_sync_on_startup=False
+    )
+    return create_app(settings).openapi()
+
+
 def sign(body: bytes, key: str, ts: int | None = None) -> str:
     """`X-Inngest-Signature` the way the server computes it (the stand-in's RFC 8785 signer)."""
     return sign_body(body, key, ts)
@@ -122,6 +134,7 @@ class App:
 
     def __init__(self, tmp: Path, base_url: str, *, signing_key: str | None = None, event_key: str = "") -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.signing_key = signing_key or secrets.token_hex(32)
         self.event_key = event_key or secrets.token_hex(16)
@@ -140,6 +153,7 @@ class App:
             "INNGEST_SYNC_ON_STARTUP": "false",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
             "LOG_LEVEL": "WARNING",
             "SHUTDOWN_DRAIN_SECONDS": "0",
             "SIDE_EFFECTS_DB": str(tmp / f"side-effects-{self.port}.sqlite3"),

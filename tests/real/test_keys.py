@@ -42,8 +42,10 @@ def test_signing_key_mismatch_is_named_by_sync_and_doctor(
     assert failed and all("signing key mismatch" in f and "fix: " in f for f in failed), doctor.stdout
     assert took < QUICK, took
 
-    # The self-sync saw the same answer; the server registered nothing.
-    assert "signing key mismatch" in (app.readyz()["sync"]["last_error"] or "")
+    # The self-sync saw the same answer (its log says why; its metrics count the refusals); the server
+    # registered nothing.
+    assert app.sync_attempts("rejected") >= 1 and app.sync_attempts("ok") == 0
+    assert "signing key mismatch" in app.log_tail(), app.log_tail()
     assert server.functions() == {}
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from tests.real.conftest import APP_FNS
 from tests.real.redeployed_app import EXTRA_ID
-from tests.standin.fixtures import PYTHON, AppProcess
+from tests.standin.fixtures import PYTHON, AppProcess, metric_value
 from tests.support import free_port, wait_until
 from tests.support.inngest import InngestServer
 
@@ -34,9 +34,9 @@ def test_server_first_polls_until_the_app_is_ready(
     ready_at = time.monotonic()
     server.wait_functions(APP_FNS, timeout=60)
     print(f"\nserver first: synced {time.monotonic() - ready_at:.2f}s after the app was ready")
-    puts = wait_until(lambda: app.readyz()["sync"]["attempts"], 10, what="the server's PUT seen by the app")
+    puts = wait_until(lambda: app.sync_attempts(), 10, what="the server's PUT seen by the app")
     time.sleep(3)  # three more poll intervals: a synced app is not polled again
-    assert app.readyz()["sync"]["attempts"] == puts == 1
+    assert app.sync_attempts() == puts == 1
 
 
 def test_app_first_retries_its_own_sync_until_the_server_appears(
@@ -45,14 +45,16 @@ def test_app_first_retries_its_own_sync_until_the_server_appears(
     """App up first: ready without the server, its own sync retries until the server answers."""
     server = server_factory(start=False)
     app = app_factory(server)  # readiness never waits for the server
-    wait_until(lambda: app.readyz()["sync"]["attempts"] >= 2, 30, what="failed sync attempts")
-    ready = app.readyz()
-    assert ready["status_code"] == 200 and ready["sync"]["status"] == "failed", ready
+    wait_until(lambda: app.sync_attempts() >= 2, 30, what="failed sync attempts")
+    assert app.readyz() == {"status_code": 200, "status": "ready"}
+    assert app.sync_attempts("ok") == 0
+    started_wall = time.time()
     server.start()
     healthy_at = time.monotonic()
     server.wait_functions(APP_FNS, timeout=60)
     print(f"\napp first: synced {time.monotonic() - healthy_at:.2f}s after the server was healthy")
-    wait_until(lambda: app.readyz()["sync"]["status"] == "ok", 10, what="sync ok in /readyz")
+    wait_until(lambda: app.sync_attempts("ok"), 10, what="a successful sync in the app's metrics")
+    assert metric_value(app.metrics(), "app_inngest_last_sync_success_timestamp_seconds") >= started_wall
 
 
 def test_redeploy_needs_a_resync_and_gets_one(

@@ -16,6 +16,7 @@ from tests.fuzz.harness import App
 from tests.security.flaky_proxy import FlakyProxy
 from tests.support import wait_until
 from tests.support.inngest import InngestServer, inngest_server
+from tests.support.metrics import scrape
 
 TOKEN = secrets.token_hex(16)
 
@@ -43,7 +44,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[App, InngestServer, FlakyProxy]]:
 
 
 def synced(app: App) -> bool:
-    metrics = httpx.get(f"{app.url}/metrics", timeout=5).text
+    metrics = scrape(app.metrics_port, timeout=5)
     return 'app_inngest_sync_attempts_total{outcome="ok"}' in metrics
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support import ROOT, free_port, wait_until
+from tests.support.metrics import scrape
 from tests.support.process import closed_after
 
 # The event API token of every app process the tests start (EVENT_API_KEYS).
@@ -116,6 +117,7 @@ class StandInProcess(_Process):
     ) -> None:
         super().__init__(log_dir)
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.signing_key = signing_key or secrets.token_hex(32)
         self.event_key = event_key or secrets.token_hex(16)
@@ -232,6 +234,7 @@ class AppProcess(_Process):
         super().__init__(log_dir)
         self.module = module  # a test-only entry point may wrap the product (e.g. extra functions)
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.serve_url = f"{self.url}/api/inngest"
         self.side_effects_db = log_dir / f"side-effects-{self.port}.sqlite3"
@@ -246,6 +249,7 @@ class AppProcess(_Process):
             "INNGEST_ALLOW_LOOPBACK_ORIGIN": "true",  # the server reaches the app over loopback here
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
             "SHUTDOWN_DRAIN_SECONDS": "0",
             "INNGEST_SYNC_TIMEOUT": "30",
             "LOG_LEVEL": "WARNING",
@@ -281,7 +285,12 @@ class AppProcess(_Process):
         return {"status_code": res.status_code, **res.json()}
 
     def metrics(self) -> str:
-        return self.http.get("/metrics").text
+        return scrape(self.env["METRICS_PORT"])
+
+    def sync_attempts(self, outcome: str | None = None) -> float:
+        """Sync PUTs the app answered (server, job or its own), all or of one outcome."""
+        labels = {"outcome": outcome} if outcome else {}
+        return metric_value(self.metrics(), "app_inngest_sync_attempts_total", **labels)
 
     def close(self) -> None:
         self.stop()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import wait_until
+from tests.support import free_port, wait_until
+from tests.support.metrics import scrape
 
 from .conftest import EVENT_API_TOKEN, EVENT_KEY, SIGNING_KEY
 
@@ -33,6 +34,7 @@ def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
             "INNGEST_ALLOW_LOOPBACK_ORIGIN": "true",
             "INNGEST_SYNC_ON_STARTUP": "false",
             "PORT": str(port),
+            "METRICS_PORT": str(free_port()),
             "HOST": "127.0.0.1",
             "SIDE_EFFECTS_DB": str(tmp_path / f"effects-{port}.sqlite3"),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{port}"),
@@ -41,6 +43,11 @@ def app_env(port: int, tmp_path: Path, **extra: str) -> dict[str, str]:
         }
         | extra
     )
+
+
+def metrics(env: dict[str, str]) -> str:
+    """The app's /metrics, from the METRICS_PORT of `env`."""
+    return scrape(env["METRICS_PORT"])
 
 
 @contextmanager

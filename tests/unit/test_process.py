@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,17 +22,21 @@ from tests.standin.protocol import hashed_signing_key
 from tests.standin.scripted_registry import FakeRegistry
 from tests.support import free_port, wait_until
 
-from .app_process import EVENT_API_AUTH, app_env, running_app
+from .app_process import EVENT_API_AUTH, app_env, metrics, running_app
 from .conftest import EVENT_KEY, SIGNING_KEY, fn_url, run_body, signed
 
 
 def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with running_app(app_env(port, tmp_path), tmp_path / "app.log"):
+    env = app_env(port, tmp_path)
+    with running_app(env, tmp_path / "app.log"):
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
-        assert "app_inngest_registered_functions 4.0" in httpx.get(f"{base}/metrics").text
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
+        # Metrics on their own port only; no schema or its browsers outside dev.
+        assert "app_inngest_registered_functions 4.0" in metrics(env)
+        for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+            assert httpx.get(f"{base}{path}").status_code == 404, path
         body = run_body("test/integration", {"message": "Hello"})
         url = base + fn_url("test-integration")
         unsigned = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -42,12 +48,49 @@ def test_self_hosted_process_serves_and_checks_signatures(tmp_path: Path) -> Non
     assert logs and all(line.startswith("{") for line in logs), logs[:3]  # JSON lines only
 
 
+def test_metrics_port_taken_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = app_env(free_port(), tmp_path, METRICS_PORT=str(busy))
+        proc = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    (line,) = [json.loads(ln) for ln in (proc.stdout + proc.stderr).splitlines() if "METRICS_PORT" in ln]
+    assert line["message"] == f"METRICS_PORT: cannot listen on 127.0.0.1:{busy}: Address already in use"
+    assert "Traceback" not in proc.stderr
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (its socket inodes in /proc/net/tcp*)."""
+    links = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    inodes = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.parametrize("metrics_port", ["free", "0"])
+def test_the_process_listens_on_its_port_and_metrics_port_only(tmp_path: Path, metrics_port: str) -> None:
+    port = free_port()
+    env = app_env(port, tmp_path) if metrics_port == "free" else app_env(port, tmp_path, METRICS_PORT="0")
+    with running_app(env, tmp_path / "app.log") as proc:
+        listening = _listening_ports(proc.pid)
+    expected = {port} if metrics_port == "0" else {port, int(env["METRICS_PORT"])}  # 0: no metrics listener
+    assert listening == expected
+
+
 def test_reload_in_dev_mode_logs_json_from_the_reloader_too(tmp_path: Path) -> None:
     port = free_port()
     env = app_env(port, tmp_path, INNGEST_MODE="dev", INNGEST_BASE_URL="http://127.0.0.1:1")
     # Two processes (reloader, server) start on a possibly busy machine: a longer wait than usual.
     with running_app(env, tmp_path / "app.log", "serve", "--reload", timeout=60):
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["mode"] == "dev"
+        # The reloader serves the metrics its server process writes (and every server after a reload).
+        assert 'app_build_info{mode="dev"' in metrics(env)
     records = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
     # uvicorn's reloader process logs through the app's config too (its own default is text).
     assert any("Started reloader process" in r["message"] for r in records), records
@@ -84,12 +127,9 @@ def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
     (tmp_path / f"metrics-{port}" / "counter_stale.db").write_bytes(b"junk from a previous run")
     with running_app(env, tmp_path / "app.log"):
         body = run_body("test/integration", {"message": "Hello"})
-        with httpx.Client(base_url=base) as http:  # fresh connections land on both workers
-            for _ in range(40):
-                assert (
-                    httpx.post(base + fn_url("test-integration"), content=body, headers=signed(body)).status_code == 200
-                )
-            text = http.get("/metrics").text
+        for _ in range(40):  # a fresh connection each: they land on both workers
+            assert httpx.post(base + fn_url("test-integration"), content=body, headers=signed(body)).status_code == 200
+        text = metrics(env)  # the supervisor sums both workers' files
     match = re.search(
         r'app_inngest_function_invocations_total\{function="test-integration",outcome="completed"\} (\S+)', text
     )
@@ -121,10 +161,9 @@ def test_sync_ok(tmp_path: Path, registry: FakeRegistry) -> None:
         reg = registry.registrations[-1]
         assert reg["url"] == f"http://127.0.0.1:{port}/api/inngest"  # the serve origin, as configured
         assert {f["id"] for f in reg["functions"]} >= {"fastapi-app-test-integration", "fastapi-app-process-order"}
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
-        assert ready["sync"]["status"] == "ok" and ready["sync"]["last_ok_at"]
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'app_inngest_sync_attempts_total{outcome="ok"} 1.0' in metrics
+        text = metrics(env)
+        assert 'app_inngest_sync_attempts_total{outcome="ok"} 1.0' in text
+        assert "app_inngest_last_sync_success_timestamp_seconds 0.0" not in text
 
 
 def test_sync_ok_false_exits_non_zero_with_the_servers_reason(tmp_path: Path, registry: FakeRegistry) -> None:
@@ -191,7 +230,7 @@ def test_app_syncs_itself_on_startup_once_the_server_is_up(tmp_path: Path) -> No
         time.sleep(0.5)
         registry.start()
         try:
-            wait_until(lambda: httpx.get(f"{base}/readyz").json()["sync"]["status"] == "ok", 30, what="sync ok")
+            wait_until(lambda: 'sync_attempts_total{outcome="ok"}' in metrics(env), 30, what="sync ok")
         finally:
             registry.stop()
         assert registry.registrations[0]["url"] == f"http://127.0.0.1:{port}/api/inngest"
@@ -236,6 +275,6 @@ def test_event_api_sends_and_logs_rejections_with_the_servers_message(tmp_path: 
         assert rejected.status_code == 502
         assert "Event key not found" not in rejected.text  # the upstream's words go to the log only
         wait_until(lambda: "Event key not found" in (tmp_path / "rejected.log").read_text(), 10, what="logged reason")
-        text = httpx.get(f"{base}/metrics").text
+        text = metrics(env)
         assert 'app_inngest_events_sent_total{outcome="rejected"} 2.0' in text  # both events of the batch
         assert 'app_inngest_events_sent_total{outcome="ok"}' not in text

@@ -85,6 +85,12 @@ BAD = [
         GOOD_SELF_HOSTED | {"INNGEST_SERVE_PATH": "api/inngest/"}, ["INNGEST_SERVE_PATH: must start with /"], id="path"
     ),
     pytest.param(GOOD_SELF_HOSTED | {"PORT": "eighty"}, ["PORT:"], id="port-type"),
+    pytest.param(
+        GOOD_SELF_HOSTED | {"PORT": "9100", "METRICS_PORT": "9100"},
+        ["METRICS_PORT: must differ from PORT (9100)"],
+        id="metrics-port-same",
+    ),
+    pytest.param(GOOD_SELF_HOSTED | {"METRICS_PORT": "70000"}, ["METRICS_PORT:"], id="metrics-port-range"),
     pytest.param(GOOD_SELF_HOSTED | {"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY:"], id="workers"),
     pytest.param(GOOD_SELF_HOSTED | {"LOG_LEVEL": "verbose"}, ["LOG_LEVEL: must be one of DEBUG"], id="log-level"),
     pytest.param(

@@ -10,9 +10,8 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -22,28 +21,11 @@ log = logging.getLogger("app.health")
 
 
 @dataclass
-class SyncState:
-    status: str = "disabled"  # disabled | pending | ok | failed
-    attempts: int = 0
-    last_error: str | None = None
-    last_ok_at: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "last_ok_at": self.last_ok_at,
-        }
-
-
-@dataclass
 class Lifecycle:
     mode: str
     functions: int
     ready: bool = False
     draining: bool = False
-    sync: SyncState = field(default_factory=SyncState)
 
     def begin_drain(self) -> None:
         if not self.draining:
@@ -117,7 +99,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
+    # The status only: anyone who reaches the port may ask. The sync's details (its errors name internal
+    # URLs) go to the log, the metrics port and `python -m app doctor`.
     state: Lifecycle = request.app.state.lifecycle
     status = "draining" if state.draining else ("ready" if state.ready else "starting")
-    body = {"status": status, "mode": state.mode, "functions": state.functions, "sync": state.sync.as_dict()}
-    return JSONResponse(body, status_code=200 if status == "ready" else 503)
+    return JSONResponse({"status": status}, status_code=200 if status == "ready" else 503)

@@ -43,8 +43,6 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
         [build(client, services) for build in builders] if builders is not None else build_functions(client, services)
     )
     lifecycle = health.Lifecycle(mode=settings.inngest_mode.value, functions=len(functions))
-    if settings.sync_on_startup:
-        lifecycle.sync.status = "pending"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,8 +57,18 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
                 await task
             await engine.dispose()
 
-    # redirect_slashes=False: a redirect would turn the server's POST into a GET.
-    app = FastAPI(title="app", version=__version__, lifespan=lifespan, redirect_slashes=False)
+    # redirect_slashes=False: a redirect would turn the server's POST into a GET. The schema and its
+    # browsers only in dev: elsewhere they would map the API for anyone who reaches the port.
+    docs = settings.is_dev
+    app = FastAPI(
+        title="app",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.inngest = client  # the event API sends through it (one connection pool)
     app.state.lifecycle = lifecycle  # readiness and drain
     app.state.event_api_max_batch = settings.event_api_max_batch
@@ -82,12 +90,11 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
             route.include_in_schema = False  # type: ignore[attr-defined]
     app.include_router(health.router)
     app.include_router(events.router)
-    setup_metrics(app, settings, len(functions))
+    setup_metrics(settings, len(functions))
     tracing.setup_tracing(app, settings.otel_exporter_otlp_endpoint)
     app.add_middleware(
         SyncObserver,
         path=settings.inngest_serve_path,
-        state=lifecycle.sync,
         api_base=settings.api_base_url,
         signing_key=settings.signing_key,
     )

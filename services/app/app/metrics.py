@@ -1,26 +1,27 @@
 """Prometheus metrics: HTTP RED by route template, Inngest work via the SDK's middleware hooks.
 
-With WEB_CONCURRENCY > 1 the launcher points PROMETHEUS_MULTIPROC_DIR at a cleaned directory before any
-worker imports prometheus_client, so every value below is aggregated across workers on scrape.
+/metrics has its own listener on METRICS_PORT (`serve_metrics`), never the app's port: the users' Service
+and Ingress carry only the app's. With worker processes (WEB_CONCURRENCY > 1, or dev's reloader) the launcher
+points PROMETHEUS_MULTIPROC_DIR at a cleaned directory before any worker imports prometheus_client, and
+its listener sums every worker's values on scrape.
 """
 
 from __future__ import annotations
 
 import time
 import typing
+from pathlib import Path
 
 import inngest
-from fastapi import FastAPI, Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
     multiprocess,
+    start_http_server,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,6 +75,9 @@ HTTP_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 _UNTEMPLATED = "none"  # requests that matched no route (404s) share one label value
+# Any other method (a client may send any token) shares one label value: the series stay bounded.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_OTHER_METHOD = "other"
 
 
 class HttpMetrics:
@@ -84,9 +88,8 @@ class HttpMetrics:
     a tenth of a step invocation.)
     """
 
-    def __init__(self, app: ASGIApp, excluded: frozenset[str] = frozenset({"/metrics"})) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.excluded = excluded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,10 +112,10 @@ class HttpMetrics:
                 # Answered before routing: the guards in front of the router act on exact, known paths
                 # only (401 on the serve path, 413 on the event API); anything else is an unknown path.
                 handler = _UNTEMPLATED if status == 404 else scope["path"]
-            if handler not in self.excluded:
-                labels = (handler, scope["method"], str(status))
-                HTTP_REQUESTS.labels(*labels).inc()
-                HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else _OTHER_METHOD
+            labels = (handler, method, str(status))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
 
 
 # Step opcodes that mean "more work was scheduled", as opposed to a finished or failed invocation.
@@ -177,17 +180,19 @@ def record_unreachable_send(count: int) -> None:
     EVENTS_SENT.labels("unreachable").inc(count)
 
 
-def setup_metrics(app: FastAPI, settings: Settings, function_count: int) -> None:
+def setup_metrics(settings: Settings, function_count: int) -> None:
     BUILD_INFO.labels(settings.app_version, settings.inngest_mode.value).set(1)
     REGISTERED_FUNCTIONS.set(function_count)
 
-    # The launcher exported this directory to the workers (see app.server).
-    multiprocess_dir = str(settings.prometheus_multiproc_dir) if settings.web_concurrency > 1 else None
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        registry = REGISTRY
-        if multiprocess_dir:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+def serve_metrics(host: str, port: int, multiprocess_dir: Path | None) -> None:
+    """Serve /metrics on `host`:`port` from a daemon thread of this process (the launcher).
+
+    `multiprocess_dir`: the values live in worker processes (see app.server); sum them at every scrape.
+    Raises OSError when the port cannot be bound.
+    """
+    registry = REGISTRY
+    if multiprocess_dir is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)

@@ -19,15 +19,29 @@ if typing.TYPE_CHECKING:
     from app.functions.deps import Builder
 
 
-def _prepare_metrics_dir(settings: Settings) -> None:
+def _prepare_metrics_dir(settings: Settings, workers: bool) -> None:
     # prometheus-client reads this variable at import: set it (or clear it) before any worker imports it.
-    if settings.web_concurrency > 1:
+    if workers:
         path = settings.prometheus_multiproc_dir
         shutil.rmtree(path, ignore_errors=True)  # stale files from a previous run would be summed in
         path.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     else:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def _serve_metrics(settings: Settings, workers: bool) -> None:
+    # Here, in the launching process: with workers (or the reloader) it outlives them and sums their files.
+    if not settings.metrics_port:
+        return
+    from app.metrics import serve_metrics  # after _prepare_metrics_dir: prometheus-client reads it at import
+
+    try:
+        serve_metrics(settings.host, settings.metrics_port, settings.prometheus_multiproc_dir if workers else None)
+    except OSError as exc:
+        where = f"{settings.host}:{settings.metrics_port}"
+        logging.getLogger("app").error("METRICS_PORT: cannot listen on %s: %s", where, exc.strerror or exc)
+        raise SystemExit(1) from None
 
 
 def _migrate_embedded_database(settings: Settings) -> None:
@@ -70,8 +84,11 @@ def serve(settings: Settings, builders: Sequence[Builder] | None = None, reload:
     if builders is not None and (settings.web_concurrency > 1 or reload):
         raise ValueError("a custom function list needs WEB_CONCURRENCY=1 and no reload")
     configure_logging(settings.log_level)
-    _prepare_metrics_dir(settings)
+    # Worker processes hold the metrics: uvicorn's workers, or the one the reloader restarts on every change.
+    workers = settings.web_concurrency > 1 or reload
+    _prepare_metrics_dir(settings, workers)
     _migrate_embedded_database(settings)
+    _serve_metrics(settings, workers)
     options: dict[str, typing.Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -143,6 +143,8 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Prometheus' /metrics, on its own port so the users' Service and Ingress never carry it; 0: not served.
+    metrics_port: int = Field(default=9000, ge=0, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     graceful_shutdown_timeout: float = Field(default=20.0, ge=0)
     shutdown_drain_seconds: float | None = Field(default=None, ge=0)
@@ -255,6 +257,8 @@ def _problems(s: Settings) -> list[str]:
             "OTEL_EXPORTER_OTLP_ENDPOINT: must be the http(s) URL of an OTLP/HTTP collector "
             "(e.g. http://otel-collector:4318); unset it to turn tracing off"
         )
+    if s.metrics_port == s.port:
+        problems.append(f"METRICS_PORT: must differ from PORT ({s.port}); 0 turns the metrics listener off")
     if s.log_level.upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)} (got {s.log_level!r})")
 

@@ -26,7 +26,6 @@ from tenacity import (
 from tenacity.stop import StopBaseT
 
 from app import metrics
-from app.health import SyncState
 from app.logs import configure_logging
 from app.sdk import hash_signing_key, signed_headers
 from app.settings import Settings
@@ -144,16 +143,19 @@ async def sync_until(
 
 
 class SyncObserver:
-    """Counts every sync PUT the serve endpoint answers (server, job or self) and tracks the last state."""
+    """Counts every sync PUT the serve endpoint answers (server, job or self) and logs each change of outcome.
 
-    def __init__(
-        self, app: ASGIApp, path: str, state: SyncState, api_base: str | None = None, signing_key: str | None = None
-    ) -> None:
+    A server that stays unreachable gets one warning, not one per retry: a repeat of the previous answer
+    is logged at debug level with how many times it came in a row.
+    """
+
+    def __init__(self, app: ASGIApp, path: str, api_base: str | None = None, signing_key: str | None = None) -> None:
         self.app = app
         self.path = path
-        self.state = state
         self.api_base = api_base
         self.signing_key = signing_key
+        self._last: SyncResult | None = None
+        self._repeats = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "PUT" or scope["path"] != self.path:
@@ -181,14 +183,16 @@ class SyncObserver:
 
     def record(self, result: SyncResult) -> None:
         metrics.SYNC_ATTEMPTS.labels(result.outcome).inc()
-        self.state.attempts += 1
         if result.ok:
-            now = time.time()
-            metrics.LAST_SYNC_SUCCESS.set(now)
-            self.state.status, self.state.last_ok_at, self.state.last_error = "ok", now, None
+            metrics.LAST_SYNC_SUCCESS.set(time.time())
+        changed = result != self._last
+        self._repeats = 0 if changed else self._repeats + 1
+        self._last = result
+        if not changed:
+            log.debug("sync: same answer again", extra={"outcome": result.outcome, "repeats": self._repeats})
+        elif result.ok:
             log.info("synced with the Inngest server", extra={"detail": result.message})
         else:
-            self.state.status, self.state.last_error = "failed", result.message
             log.warning("sync failed", extra={"outcome": result.outcome, "reason": result.message})
 
 
