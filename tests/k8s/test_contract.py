@@ -37,6 +37,7 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 class RunningApp:
     proc: subprocess.Popen[bytes]
     port: int
+    metrics_port: int
     container: Doc
     spec: Doc
     config: dict[str, str]
@@ -60,7 +61,7 @@ def deployment(rendered: dict[str, list[Doc]]) -> tuple[Doc, Doc, dict[str, str]
 
 def start_app(deployment: tuple[Doc, Doc, dict[str, str]], tmp: Path) -> RunningApp:
     container, spec, config = deployment
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         **config,
@@ -72,6 +73,8 @@ def start_app(deployment: tuple[Doc, Doc, dict[str, str]], tmp: Path) -> Running
         "INNGEST_SYNC_ON_STARTUP": "false",
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        # The ConfigMap's METRICS_PORT (9000) on a free port here: other test runs share this machine.
+        "METRICS_PORT": str(metrics_port),
         "SIDE_EFFECTS_DB": str(tmp / "side-effects.sqlite3"),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
     }
@@ -82,7 +85,7 @@ def start_app(deployment: tuple[Doc, Doc, dict[str, str]], tmp: Path) -> Running
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    app = RunningApp(proc, port, container, spec, config)
+    app = RunningApp(proc, port, metrics_port, container, spec, config)
     # As the startupProbe would: poll its path until 200 within its budget.
     probe = container["startupProbe"]
     deadline = time.monotonic() + probe["periodSeconds"] * probe["failureThreshold"]
@@ -130,9 +133,17 @@ def test_probe_answers_200_on_its_path_and_port(running: RunningApp, probe: str)
     assert status == 200
 
 
-def test_metrics_and_serve_path_answer_on_the_service_port(running: RunningApp) -> None:
-    status, body = get(running.url("/metrics"))
+def test_metrics_answer_on_the_metrics_port_only(running: RunningApp) -> None:
+    # The container's `metrics` port (Service app-metrics) is METRICS_PORT, distinct from the API's.
+    assert (
+        _port_number(running.container, "metrics") == int(running.config["METRICS_PORT"]) != int(running.config["PORT"])
+    )
+    status, body = get(f"http://127.0.0.1:{running.metrics_port}/metrics")
     assert status == 200 and b"app_build_info" in body
+    assert get(running.url("/metrics"))[0] == 404
+
+
+def test_serve_path_answers_on_the_service_port(running: RunningApp) -> None:
     # What the server's --sdk-url points at: served at exactly that path, no redirect (a redirect
     # turns the server's POST into a GET). Unsigned requests may be refused in production mode.
     conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=5)

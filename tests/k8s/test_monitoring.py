@@ -54,21 +54,35 @@ def test_sync_script_reports_no_drift() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_service_monitor_scrapes_app_and_server(overlay: tuple[str, list[Doc]]) -> None:
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    assert set(selector) == {"matchExpressions"}, selector
+    for expr in selector["matchExpressions"]:
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def test_service_monitor_scrapes_the_app_metrics_port_and_the_server(overlay: tuple[str, list[Doc]]) -> None:
     name, docs = overlay
     sm = one(docs, "ServiceMonitor", "fastapi-inngest")
-    (endpoint,) = sm["spec"]["endpoints"]
-    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
-    (expr,) = sm["spec"]["selector"]["matchExpressions"]
-    assert expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In"
-    selected = [
-        s for s in find(docs, "Service") if s["metadata"]["labels"].get("app.kubernetes.io/name") in expr["values"]
-    ]
-    # The job label is the Service name: `up{job="app"}` in the compose alerts keeps working.
-    expected = {"app"} if name == "cloud" else {"app", "inngest"}
-    assert {s["metadata"]["name"] for s in selected} == expected
-    for svc in selected:
-        assert "http" in {p["name"] for p in svc["spec"]["ports"]}
+    selected = [s for s in find(docs, "Service") if _selects(sm["spec"]["selector"], s["metadata"]["labels"])]
+    # Each endpoint scrapes the Services that have a port of its name.
+    targets = {
+        (svc["metadata"]["name"], port["name"], port["port"], endpoint["path"])
+        for endpoint in sm["spec"]["endpoints"]
+        for svc in selected
+        for port in svc["spec"]["ports"]
+        if port["name"] == endpoint["port"]
+    }
+    expected = {("app-metrics", "metrics", 9000, "/metrics")}
+    if name != "cloud":
+        expected.add(("inngest", "http", 8288, "/metrics"))
+    assert targets == expected  # never the users' Service `app` (its /metrics is a 404)
+    # The job label comes from app.kubernetes.io/name: `up{job="app"}` in the compose alerts keeps working.
+    assert sm["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    jobs = {svc["metadata"]["labels"]["app.kubernetes.io/name"] for svc in selected}
+    assert jobs == ({"app"} if name == "cloud" else {"app", "inngest"})
 
 
 def test_alerts_refer_to_scraped_jobs(overlay: tuple[str, list[Doc]]) -> None:

@@ -20,9 +20,9 @@ COMMON: set[Flow] = {
     ("egress", "*", "kube-system/kube-dns", "53/TCP"),
     ("egress", "*", NODE_LOCAL_DNS, "53/UDP"),
     ("egress", "*", NODE_LOCAL_DNS, "53/TCP"),
-    # Ingress controller and Prometheus -> app (metrics share the API port).
+    # Ingress controller -> the app's API port; Prometheus -> its metrics port, and nothing else each.
     ("ingress", "app", "ingress-nginx/*", "8000/TCP"),
-    ("ingress", "app", "monitoring/prometheus", "8000/TCP"),
+    ("ingress", "app", "monitoring/prometheus", "9000/TCP"),
     # Sync Job -> app (its /readyz wait and the sync PUT).
     ("egress", "app-sync", "same/app", "8000/TCP"),
     ("ingress", "app", "same/app-sync", "8000/TCP"),
@@ -197,3 +197,11 @@ def test_app_reaches_its_database_and_only_the_app_and_server_reach_postgres(
 def test_cloud_has_no_in_cluster_database_flow(rendered: dict[str, list[Doc]]) -> None:
     """A managed database: its address is the operator's, allowed by a rule they add (deploy/k8s/README.md)."""
     assert not [f for f in flows(rendered["cloud"]) if f[3] == "5432/TCP"]
+
+
+def test_only_prometheus_reaches_the_app_metrics_port(overlay: tuple[str, list[Doc]]) -> None:
+    _, docs = overlay
+    to_app = {(peer, port) for direction, pod, peer, port in flows(docs) if direction == "ingress" and pod == "app"}
+    assert {peer for peer, port in to_app if port == "9000/TCP"} == {"monitoring/prometheus"}
+    assert {port for peer, port in to_app if peer == "monitoring/prometheus"} == {"9000/TCP"}
+    assert {port for peer, port in to_app if peer.startswith("ingress-nginx/")} == {"8000/TCP"}

@@ -85,6 +85,26 @@ def test_app_ingress_routes_only_the_public_api_over_tls(combos: dict[str, list[
     assert "http" in {p["name"] for p in service["spec"]["ports"]}
 
 
+@pytest.mark.parametrize("overlay", COMBOS)
+def test_the_users_service_and_ingresses_never_carry_the_metrics_port(
+    combos: dict[str, list[Doc]], overlay: str
+) -> None:
+    """/metrics is on its own port behind Service app-metrics; nothing a user reaches routes there."""
+    docs = combos[overlay]
+    app = one(docs, "Service", "app")
+    assert [(p["port"], p["targetPort"]) for p in app["spec"]["ports"]] == [(8000, "http")]
+    backends = [
+        (ingress["metadata"]["name"], path["backend"]["service"])
+        for ingress in find(docs, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends
+    for name, backend in backends:
+        assert backend["name"] != "app-metrics", name
+        assert backend["port"] not in ({"name": "metrics"}, {"number": 9000}), name
+
+
 @pytest.mark.parametrize("overlay", ["self-hosted", "ha"])
 def test_inngest_ui_is_behind_basic_auth_and_only_the_controller_may_reach_it(
     combos: dict[str, list[Doc]], overlay: str

@@ -82,7 +82,10 @@ def test_app_probes_use_the_right_endpoints(overlay: tuple[str, list[Doc]]) -> N
     assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert app[probe]["httpGet"]["port"] == "http"
-    assert app["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert app["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9000, "protocol": "TCP"},
+    ]
 
 
 def test_images_are_pinned(overlay: tuple[str, list[Doc]]) -> None:
