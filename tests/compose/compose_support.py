@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.support import ROOT, require_tool
 
 __all__ = ["ROOT", "require_tool"]
@@ -60,3 +62,25 @@ def unwrap_compose(path: str) -> str:
     python = text.splitlines()[0][2:].decode().strip()
     code = "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))"
     return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads compose files with their `!reset` / `!override` tags (value kept as is)."""
+
+
+def _keep(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    assert isinstance(node, yaml.ScalarNode)
+    value = loader.construct_scalar(node)
+    return None if value in ("", "null", "~") else value
+
+
+_Loader.add_multi_constructor("!", _keep)
+
+
+def load_yaml(path: Path) -> Any:
+    """A compose file as written (before Compose merges anything)."""
+    return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass

@@ -94,6 +94,7 @@ def app_process(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> Iterator
         PATH=os.environ["PATH"],
         HOST="127.0.0.1",
         PORT=str(port),
+        METRICS_PORT=str(free_port()),
         # Nothing listens there: the app must become ready without the server (the server waits for it).
         INNGEST_BASE_URL=f"http://127.0.0.1:{free_port()}",
         INNGEST_SYNC_ON_STARTUP="false",

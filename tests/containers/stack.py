@@ -29,7 +29,18 @@ from tests.support import ROOT, free_port
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_SH = ROOT / "scripts" / "compose.sh"
-PORTS = ("app", "inngest", "gateway", "gateway_grpc", "executor_grpc", "prometheus", "postgres", "redis", "db")
+PORTS = (
+    "app",
+    "app_metrics",
+    "inngest",
+    "gateway",
+    "gateway_grpc",
+    "executor_grpc",
+    "prometheus",
+    "postgres",
+    "redis",
+    "db",
+)
 
 
 @dataclass
@@ -166,7 +177,7 @@ def _prometheus_config(dest: Path, ports: dict[str, int]) -> None:
     dest.chmod(0o755)
     config = yaml.safe_load((src / "prometheus.yml").read_text())
     config.setdefault("global", {}).update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
-    known = {("app", 8000): ports["app"], ("inngest", 8288): ports["inngest"]}
+    known = {("app", 9000): ports["app_metrics"], ("inngest", 8288): ports["inngest"]}
     known[("localhost", 9090)] = known[("prometheus", 9090)] = ports["prometheus"]
 
     def rewrite(target: str) -> str:
@@ -237,3 +248,21 @@ def send_and_complete(stack: Stack, timeout: float = 60) -> tuple[dict[str, Any]
     (event_id,) = stack.make("send", check=True).stdout.split()
     run: dict[str, Any] = e2e.wait_for_run(event_id, stack.signing_key, server=stack.url("inngest"), timeout=timeout)
     return run, e2e.output_of(run)
+
+
+def hardening_problems(engine: Engine, container: str) -> list[str]:
+    """What a running container lacks of the compose hardening (deploy/compose/hardening.yml), as the
+    engine applied it: read-only root fs, no capabilities, no-new-privileges, memory and pids limits, /tmp."""
+    host = engine.inspect(container)["HostConfig"]
+    problems = []
+    if host["ReadonlyRootfs"] is not True:
+        problems.append("writable root fs")
+    if host["CapDrop"] != ["ALL"] or host.get("CapAdd"):
+        problems.append(f"capabilities: drop {host['CapDrop']}, add {host.get('CapAdd')}")
+    if "no-new-privileges:true" not in (host.get("SecurityOpt") or []):
+        problems.append("no no-new-privileges")
+    if not host.get("Memory") or not host.get("PidsLimit"):
+        problems.append(f"limits: memory {host.get('Memory')}, pids {host.get('PidsLimit')}")
+    if "/tmp" not in (host.get("Tmpfs") or {}):
+        problems.append(f"tmpfs {host.get('Tmpfs')}")
+    return problems

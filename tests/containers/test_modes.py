@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.containers.stack import Stack, send_and_complete, server_get
+from tests.containers.stack import Stack, hardening_problems, send_and_complete, server_get
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
@@ -22,6 +22,9 @@ def test_ha_runs_on_postgres_and_redis_and_survives_a_server_stop(make_stack: Ca
     services = stack.services()
     for name in ("app", "inngest", "postgres", "redis", "prometheus"):
         assert services[name]["Health"] == "healthy", services[name]
+        assert not hardening_problems(stack.engine, stack.container(name)), name
+    for name, user in (("postgres", "postgres"), ("redis", "redis")):  # their own users, not root
+        assert stack.engine.run("exec", stack.container(name), "id", "-un").stdout.strip() == user
     # The server really keeps its state there: no SQLite directory, Postgres and Redis URIs set.
     env = stack.engine.inspect(stack.container("inngest"))["Config"]["Env"]
     assert not any(e.startswith("INNGEST_SQLITE_DIR=") for e in env)

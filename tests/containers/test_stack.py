@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.containers.engine import Engine, log
-from tests.containers.stack import Stack, new_stack, send_and_complete, server_get
+from tests.containers.stack import Stack, hardening_problems, new_stack, send_and_complete, server_get
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("containers")]
@@ -165,6 +165,16 @@ def test_app_runs_as_non_root_on_a_read_only_root_fs(stack: Stack, up: dict[str,
     )
     out = engine.run("exec", app, "python", "-c", probe, "/opt/venv/probe", "/probe", "/tmp/probe").stdout
     assert out.split("\n")[:3] == ["/opt/venv/probe EROFS", "/probe EROFS", "/tmp/probe ok"], out
+
+
+def test_every_container_runs_hardened(stack: Stack, up: dict[str, Any]) -> None:
+    """db, the server and Prometheus too, not only the app: each one came up under the compose hardening,
+    PostgreSQL as its own user (no capability for its entrypoint to chown or switch users with)."""
+    running = {name: stack.container(name) for name, row in stack.services().items() if row["State"] == "running"}
+    assert {"app", "db", "inngest", "prometheus"} <= set(running), running
+    problems = {name: p for name, cid in running.items() if (p := hardening_problems(stack.engine, cid))}
+    assert not problems, problems
+    assert stack.engine.run("exec", running["db"], "id", "-un").stdout.strip() == "postgres"
 
 
 def test_keys_reach_the_containers_as_files_only(stack: Stack, up: dict[str, Any]) -> None:

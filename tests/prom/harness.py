@@ -95,16 +95,26 @@ def grafana_to_promql(expr: str) -> str:
 
 
 class Listening(Protocol):
-    """A process handle serving HTTP on 127.0.0.1:`port` (the app, the stand-in, the real server)."""
+    """A process handle serving HTTP on 127.0.0.1:`port` (the stand-in, the real server)."""
 
     port: int
 
 
-def start_prometheus(make: Callable[[], Prometheus], app: Listening, server: Listening) -> Prometheus:
-    """A Prometheus with the repo's config: job `app` scrapes `app`, job `inngest` scrapes `server`."""
+class AppListening(Protocol):
+    """The app: its API on `port`, /metrics on `metrics_port` (METRICS_PORT)."""
+
+    port: int
+    metrics_port: int
+
+
+def start_prometheus(make: Callable[[], Prometheus], app: AppListening, server: Listening) -> Prometheus:
+    """A Prometheus with the repo's config: job `app` scrapes the app's metrics port, job `inngest` `server`.
+
+    Only `app:9000` maps to the app: a config still scraping the API port (`app:8000`) fails loudly.
+    """
     prom = make()
     hosts = {
-        "app": f"127.0.0.1:{app.port}",
+        "app:9000": f"127.0.0.1:{app.metrics_port}",
         "inngest": f"127.0.0.1:{server.port}",
         "localhost:9090": prom.address,
         "prometheus": prom.address,

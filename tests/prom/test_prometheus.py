@@ -274,7 +274,7 @@ def _check_dashboards(prom: Prometheus) -> dict[str, Any]:
 def test_derived_config_keeps_jobs_and_rules(tmp_path: Any) -> None:
     """The derivation itself: same jobs, rule files absolute, every target on loopback."""
     hosts = {
-        "app": "127.0.0.1:1",
+        "app:9000": "127.0.0.1:1",
         "inngest": "127.0.0.1:2",
         "localhost:9090": "127.0.0.1:3",
         "prometheus": "127.0.0.1:3",

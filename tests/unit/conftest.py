@@ -28,7 +28,13 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith("INNGEST_") or name in {"PORT", "HOST", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"}:
+        if name.startswith("INNGEST_") or name in {
+            "PORT",
+            "METRICS_PORT",
+            "HOST",
+            "WEB_CONCURRENCY",
+            "PROMETHEUS_MULTIPROC_DIR",
+        }:
             monkeypatch.delenv(name)
 
 
