@@ -101,6 +101,7 @@ class Server:
     log_path: Path
     started: float
     ready_after: float = 0.0
+    metrics_port: int = 0  # the app's METRICS_PORT (/metrics is not on `port`)
 
     @property
     def pid(self) -> int:
@@ -140,6 +141,7 @@ class Env:
                 "INNGEST_SYNC_ON_STARTUP": "false",
                 "HOST": "127.0.0.1",
                 "PORT": str(port),
+                "METRICS_PORT": str(free_port()),
                 "WEB_CONCURRENCY": "1",
                 "LOG_LEVEL": "INFO",
                 "SHUTDOWN_DRAIN_SECONDS": "0",
@@ -231,12 +233,18 @@ class Env:
     def start_app(self, track: bool = True) -> Server:
         port = free_port()
         cmd = [sys.executable, "-m", "app"]
-        return self.spawn("app", cmd, self.app_env(port), port, "/readyz", track=track)
+        env = self.app_env(port)
+        server = self.spawn("app", cmd, env, port, "/readyz", track=track)
+        server.metrics_port = int(env["METRICS_PORT"])
+        return server
 
     def start_app_with_functions(self, total: int) -> Server:
         port = free_port()
         cmd = [sys.executable, str(BENCH / "app_with_fns.py"), "--functions", str(total)]
-        return self.spawn(f"app{total}fns", cmd, self.app_env(port), port, "/readyz", timeout=120)
+        env = self.app_env(port)
+        server = self.spawn(f"app{total}fns", cmd, env, port, "/readyz", timeout=120)
+        server.metrics_port = int(env["METRICS_PORT"])
+        return server
 
     def stop_tracked(self, server: Server) -> None:
         server.stop()

@@ -1,9 +1,8 @@
-"""/metrics latency with many functions, every one invoked so each has its label series."""
+"""/metrics latency with many functions, every one invoked so each has its label series (on METRICS_PORT)."""
 
 from __future__ import annotations
 
 import http.client
-import json
 import statistics
 import time
 from typing import Any
@@ -37,16 +36,21 @@ def time_get(port: int, path: str, samples: int, conn: http.client.HTTPConnectio
     }
 
 
+def registered_functions(server: Server) -> int:
+    _, _, raw = http_request(server.metrics_port, "GET", "/metrics")
+    (line,) = [ln for ln in raw.decode().splitlines() if ln.startswith("app_inngest_registered_functions ")]
+    return int(float(line.split()[1]))
+
+
 def run(env: Env, prof: Profile, key: str, main_app: Server) -> dict[str, Any]:
     total = prof.metrics_functions
-    _, _, raw = http_request(main_app.port, "GET", "/readyz")
-    own = int(json.loads(raw)["functions"])
+    own = registered_functions(main_app)
     server = env.start_app_with_functions(total)
     try:
-        _, _, raw = http_request(server.port, "GET", "/readyz")
-        functions = json.loads(raw).get("functions")
+        functions = registered_functions(server)
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        registered_only = time_get(server.port, "/metrics", prof.metrics_samples, conn)
+        scrape = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=30)
+        registered_only = time_get(server.metrics_port, "/metrics", prof.metrics_samples, scrape)
         fn_ids = [FN_ID, *[f"{APP_ID}-bench-fn-{i:03d}" for i in range(max(total - own, 0))]]
         called = 0
         for fn_id in fn_ids:  # every function gets its label series in the invocation metrics
@@ -59,12 +63,13 @@ def run(env: Env, prof: Profile, key: str, main_app: Server) -> dict[str, Any]:
                 if status not in (200, 206):
                     raise RuntimeError(f"invoking {fn_id} gave {status}")
                 called += 1
-        with_fns = time_get(server.port, "/metrics", prof.metrics_samples, conn)
+        with_fns = time_get(server.metrics_port, "/metrics", prof.metrics_samples, scrape)
         conn.close()
+        scrape.close()
     finally:
         env.stop_tracked(server)
-    conn = http.client.HTTPConnection("127.0.0.1", main_app.port, timeout=30)
-    plain = time_get(main_app.port, "/metrics", prof.metrics_samples, conn)
+    conn = http.client.HTTPConnection("127.0.0.1", main_app.metrics_port, timeout=30)
+    plain = time_get(main_app.metrics_port, "/metrics", prof.metrics_samples, conn)
     conn.close()
     log(
         f"/metrics: {with_fns['median_ms']:.2f} ms with {functions} fns ({len(fn_ids)} invoked, "
