@@ -30,7 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 VOLUME ["/tmp"]
 # cwd stays `/` (not writable): `python -m` puts the cwd first on sys.path.
 USER 10001:10001
-EXPOSE 8000
+# 8000: the API and the Inngest serve path; 9000: /metrics only (METRICS_PORT), for Prometheus alone.
+EXPOSE 8000 9000
 # Stdlib-only probe of /readyz (no curl in slim images); 503 while starting or draining.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-m", "app.healthcheck"]
