@@ -26,6 +26,7 @@ import pytest
 
 from tests.compose.compose_support import container_env
 from tests.support import free_port
+from tests.support.process import clean_env
 
 pytest.importorskip("app.healthcheck", reason="the app package is not installed (make venv)")
 
@@ -40,7 +41,7 @@ def check_commands(rendered: dict[str, Any], dockerfile_healthcheck: list[str]) 
 
 def run_check(cmd: list[str], port: int) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable if cmd[0] == "python" else cmd[0], *cmd[1:]]
-    env = {"PATH": os.environ["PATH"], "PORT": str(port)}
+    env = clean_env(PORT=str(port))
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=15)
 
 

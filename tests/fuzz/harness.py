@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import subprocess
 import threading
@@ -24,7 +23,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from tests.standin.protocol import sign_body
 from tests.support import ROOT, free_port
-from tests.support.process import stop_process
+from tests.support.process import clean_env, stop_process
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 APP_ID = "fastapi-app"
@@ -142,7 +141,7 @@ class App:
         self.auth = {"Authorization": f"Bearer {self.event_api_token}"}
         self.log_path = tmp / f"app-{self.port}.log"
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **clean_env(),
             "INNGEST_MODE": "self-hosted",
             "INNGEST_BASE_URL": base_url,
             "INNGEST_SIGNING_KEY": self.signing_key,

@@ -19,6 +19,7 @@ import pytest
 
 from tests.k8s.conftest import Doc, app_config, one
 from tests.support import free_port
+from tests.support.process import clean_env
 
 # The interpreter running the tests has the app installed (`make venv`), like the image's venv.
 PYTHON = Path(sys.executable)
@@ -63,7 +64,7 @@ def start_app(deployment: tuple[Doc, Doc, dict[str, str]], tmp: Path) -> Running
     container, spec, config = deployment
     port, metrics_port = free_port(), free_port()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **clean_env(),
         **config,
         # What the Secret provides, with test values of the right shape.
         "INNGEST_SIGNING_KEY": TEST_SIGNING_KEY,

@@ -13,6 +13,7 @@ from tests.k8s.conftest import Doc, app_config, find, load_compose, one
 from tests.standin.fixtures import PYTHON
 from tests.support import ROOT
 from tests.support.postgres import PostgresServer, postgres_bindir, postgres_server
+from tests.support.process import clean_env
 
 
 def _pod(docs: list[Doc]) -> Doc:
@@ -45,7 +46,7 @@ def test_the_init_container_migrates_a_real_database(overlay: tuple[str, list[Do
         "DATABASE_URL": postgres.dsn(database),
     }
     (migrate,) = [c for c in _pod(docs)["initContainers"] if c["name"] == "migrate"]
-    env = {"PATH": "/usr/bin:/bin", **app_config(docs), **secret}
+    env = {**clean_env(), **app_config(docs), **secret}
     runs = [
         subprocess.run(
             [PYTHON, *migrate["command"][1:]], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -139,7 +140,7 @@ def test_ha_hook_creates_the_apps_user_and_database_on_a_real_postgres(
         url = pg.dsn("app", user="app", password="rotated-pw")
         migrate = subprocess.run(
             [PYTHON, "-m", "app", "migrate"],
-            env={"PATH": "/usr/bin:/bin", **app_config(docs), **keys, "DATABASE_URL": url},
+            env={**clean_env(), **app_config(docs), **keys, "DATABASE_URL": url},
             cwd=ROOT,
             capture_output=True,
             text=True,

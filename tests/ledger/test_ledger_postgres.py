@@ -30,6 +30,7 @@ from tests.ledger.conftest import (
 from tests.standin.fixtures import PYTHON, AppProcess
 from tests.support import ROOT, free_port, wait_until
 from tests.support.postgres import PostgresServer, postgres_bindir, postgres_server
+from tests.support.process import clean_env
 
 STEPS = 200
 
@@ -128,7 +129,7 @@ def test_database_killed_mid_step_fails_retriably_and_leaves_nothing_half_writte
 
 
 def migrate(url: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "INNGEST_MODE": "dev", "DATABASE_URL": url}
+    env = clean_env(INNGEST_MODE="dev", DATABASE_URL=url)
     return subprocess.run(
         [PYTHON, "-m", "app", "migrate"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
@@ -140,7 +141,7 @@ def test_migrations_upgrade_an_empty_database_and_are_idempotent(postgres: Postg
     racing = [
         subprocess.Popen(
             [PYTHON, "-m", "app", "migrate"],
-            env={"PATH": "/usr/bin:/bin", "INNGEST_MODE": "dev", "DATABASE_URL": url},
+            env=clean_env(INNGEST_MODE="dev", DATABASE_URL=url),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

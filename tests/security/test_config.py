@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.support import ROOT, free_port
+from tests.support.process import clean_env
 
 
 def test_metrics_dir_overlapping_the_ledger_is_refused_at_start(tmp_path: Path) -> None:
@@ -18,7 +19,7 @@ def test_metrics_dir_overlapping_the_ledger_is_refused_at_start(tmp_path: Path) 
     ledger.parent.mkdir()
     ledger.write_bytes(b"precious")
     env = {
-        "PATH": os.environ["PATH"],
+        **clean_env(),
         "INNGEST_MODE": "dev",
         "WEB_CONCURRENCY": "2",
         "SIDE_EFFECTS_DB": str(ledger),

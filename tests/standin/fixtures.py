@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import ROOT, free_port, wait_until
 from tests.support.metrics import scrape
-from tests.support.process import closed_after
+from tests.support.process import clean_env, closed_after
 
 # The event API token of every app process the tests start (EVENT_API_KEYS).
 EVENT_API_TOKEN = secrets.token_hex(16)
@@ -239,7 +239,7 @@ class AppProcess(_Process):
         self.serve_url = f"{self.url}/api/inngest"
         self.side_effects_db = log_dir / f"side-effects-{self.port}.sqlite3"
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **clean_env(),
             "INNGEST_MODE": "self-hosted",
             "INNGEST_BASE_URL": standin.url,
             "INNGEST_SIGNING_KEY": standin.signing_key,

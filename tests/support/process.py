@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -106,3 +107,14 @@ def closed_after(request: pytest.FixtureRequest, name: Callable[[Hd], str]) -> I
             if report is not None and report.failed:
                 print(f"--- {name(handle)} ---\n{handle.log_tail()}")
             handle.close()
+
+
+# Passed through to every process a test starts with an environment of its own, so `make test`'s coverage
+# (pyproject's [tool.coverage]) measures the app in those processes too.
+_MEASUREMENT = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_FILE")
+
+
+def clean_env(**env: str) -> dict[str, str]:
+    """An environment of only PATH (the caller's, else /usr/bin:/bin), `env` and the coverage variables."""
+    measured = {k: os.environ[k] for k in _MEASUREMENT if k in os.environ}
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **measured, **env}
