@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, settings
 
-from tests.standin.protocol import sign_body
+from tests.standin.protocol import canonical_json, sign_body
 from tests.support import ROOT, free_port
 from tests.support.process import clean_env, stop_process
 
@@ -47,7 +47,8 @@ def sign(body: bytes, key: str, ts: int | None = None) -> str:
 
 
 def invocation(fn: str, data: dict[str, Any], steps: dict[str, Any] | None = None, run_id: str = "") -> bytes:
-    """A call body as the executor sends it (see the contract: event, events, steps, use_api, ctx)."""
+    """A call body as the executor sends it (see the contract: event, events, steps, use_api, ctx), in the
+    canonical JSON (RFC 8785) whose bytes the server signs."""
     event = {"name": "test/integration", "data": data, "id": secrets.token_hex(8), "ts": 1_700_000_000_000}
     body = {
         "event": event,
@@ -65,7 +66,7 @@ def invocation(fn: str, data: dict[str, Any], steps: dict[str, Any] | None = Non
             "stack": {"stack": list((steps or {}).keys()), "current": len(steps or {})},
         },
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return canonical_json(body)
 
 
 class EventSink:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import pytest
 from app.migrate import upgrade
 from app.sdk import signed_headers
 from tests.standin.fixtures import AppProcess, metric_value
+from tests.standin.protocol import canonical_json
 from tests.support.postgres import PostgresServer
 from tests.support.process import closed_after
 
@@ -52,7 +52,7 @@ def reserve_body(run_id: str, sku: str) -> bytes:
     event |= {"id": f"evt-{run_id}", "ts": 1_700_000_000_000}
     ctx = {"run_id": run_id, "attempt": 0, "disable_immediate_execution": False, "use_api": False}
     ctx |= {"stack": {"stack": [], "current": 0}}
-    return json.dumps({"event": event, "events": [event], "steps": {}, "use_api": False, "ctx": ctx}).encode()
+    return canonical_json({"event": event, "events": [event], "steps": {}, "use_api": False, "ctx": ctx})
 
 
 def step_path() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from inngest._internal.net import sign_request
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
+from tests.standin.protocol import canonical_json
 
 SIGNING_KEY = secrets.token_hex(32)
 EVENT_KEY = "test-event-key"
@@ -78,9 +78,10 @@ def client_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callab
 
 
 def run_body(event_name: str, data: dict[str, Any], steps: dict[str, Any] | None = None, attempt: int = 0) -> bytes:
-    """A function-run request body as the server sends it (see the contract doc, "Running a function")."""
+    """A function-run request body as the server sends it (see the contract doc, "Running a function"):
+    canonical JSON (RFC 8785), the bytes the server signs."""
     event = {"name": event_name, "data": data, "id": "01TESTEVENT", "ts": 1_700_000_000_000}
-    return json.dumps(
+    return canonical_json(
         {
             "event": event,
             "events": [event],
@@ -94,7 +95,7 @@ def run_body(event_name: str, data: dict[str, Any], steps: dict[str, Any] | None
                 "stack": {"stack": list((steps or {}).keys()), "current": len(steps or {})},
             },
         }
-    ).encode()
+    )
 
 
 def signed(body: bytes, key: str = SIGNING_KEY) -> dict[str, str]:
