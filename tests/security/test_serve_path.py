@@ -12,18 +12,12 @@ from collections.abc import Callable
 import httpx
 
 from tests.fuzz.harness import App, EventSink, sign
+from tests.security.serve import MB, post_serve, refusal_lines, serve_path
 from tests.standin.fixtures import metric_value, rss_kib
 from tests.support import wait_until
 from tests.support.metrics import scrape
 
-SERVE = "/api/inngest?fnId=fastapi-app-test-integration&stepId=step"
-MB = 1 << 20
-
-
-def post_serve(app: App, body: bytes, signature: str | bytes, method: str = "POST") -> httpx.Response:
-    raw = signature if isinstance(signature, bytes) else signature.encode()  # bytes: non-ASCII signatures too
-    headers = {b"Content-Type": b"application/json", b"X-Inngest-Signature": raw}
-    return httpx.request(method, f"{app.url}{SERVE}", content=body, headers=headers, timeout=30)
+SERVE = serve_path()
 
 
 def test_signatures_outside_five_minutes_are_refused(secure_app: Callable[..., tuple[App, EventSink]]) -> None:
@@ -97,7 +91,7 @@ def test_duplicate_or_non_ascii_signature_headers_are_401_with_one_short_line(
     assert post_serve(app, body, "t=1&s=\u00e9".encode()).status_code == 401
     time.sleep(0.5)
     log = app.log_path.read_text()
-    lines = [ln for ln in log.splitlines() if "serve request refused" in ln]
+    lines = refusal_lines(app)
     assert 1 <= len(lines) <= 2 and all(len(ln) < 400 for ln in lines), lines  # rate-limited
     assert "Traceback" not in log and "TypeError" not in log
 

@@ -70,6 +70,12 @@ def test_dev_mode_accepts_unsigned_calls(client_factory: Client) -> None:
     assert resp.json() == "Hello"
 
 
+def test_dev_mode_limits_the_serve_body_too(client_factory: Client) -> None:
+    client = client_factory("dev", serve_max_body_bytes=4 << 20)
+    resp = client.post(fn_url("test-integration"), content=b" " * ((4 << 20) + 1))
+    assert (resp.status_code, resp.json()) == (413, {"message": f"request body larger than {4 << 20} bytes"})
+
+
 def test_introspection_reports_functions_and_auth(client_factory: Client) -> None:
     client = client_factory("self-hosted")
     unsigned = client.get("/api/inngest")

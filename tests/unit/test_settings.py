@@ -94,6 +94,12 @@ BAD = [
     pytest.param(GOOD_SELF_HOSTED | {"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY:"], id="workers"),
     pytest.param(GOOD_SELF_HOSTED | {"LOG_LEVEL": "verbose"}, ["LOG_LEVEL: must be one of DEBUG"], id="log-level"),
     pytest.param(
+        # Below the 4 MiB the server may send in one call: a legitimate call could be refused.
+        GOOD_SELF_HOSTED | {"SERVE_MAX_BODY_BYTES": str(4 * 1024 * 1024 - 1)},
+        ["SERVE_MAX_BODY_BYTES: Input should be greater than or equal to 4194304"],
+        id="serve-body-limit-below-the-servers",
+    ),
+    pytest.param(
         GOOD_SELF_HOSTED | {"DATABASE_URL": "mysql://app:pw@db/app"},
         ["DATABASE_URL: unsupported scheme 'mysql'"],
         id="db-scheme",

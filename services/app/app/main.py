@@ -22,7 +22,7 @@ from app.inngest_client import build_client
 from app.metrics import HttpMetrics, setup_metrics
 from app.sdk import signed_headers
 from app.serve_guard import SignatureGuard
-from app.settings import Settings, settings_or_exit
+from app.settings import Settings, bare_signing_key, settings_or_exit
 from app.sync import SyncObserver, sync_until
 
 log = logging.getLogger("app")
@@ -101,11 +101,14 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     app.add_middleware(events.BodyLimit)
     app.add_middleware(EventAuth, path=events.EVENTS_PATH, keys=event_keys)  # before the body is read
     app.add_middleware(health.CloseWhileDraining, lifecycle=lifecycle)
+    fallback = settings.inngest_signing_key_fallback
     app.add_middleware(
         SignatureGuard,
         path=settings.inngest_serve_path,
         required=not settings.is_dev,
+        signing_keys=[k for k in (settings.signing_key, fallback and bare_signing_key(fallback)) if k],
         max_age=settings.signature_max_age_seconds,
+        max_body=settings.serve_max_body_bytes,
     )
     app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too
     errors.install(app)

@@ -1,54 +1,108 @@
-"""401 on the serve path before the SDK reads the body, for signatures that cannot be valid.
+"""The serve path's gate: body limit, signature, and the function a signed body may run, before the SDK.
 
-inngest-py parses the whole body before it looks at the signature, accepts any timestamp, and raises
-TypeError on a non-ASCII signature (a 500). Outside dev this guard answers, as the SDK answers a bad
-signature, every request without exactly one well-formed `t=<unix s>&s=<64 hex>` header whose `t` lies
-within SIGNATURE_MAX_AGE_SECONDS of now (the Go SDK's window is 5 minutes too). The HMAC itself is then
-the SDK's check.
+This is the authoritative check of the server's signature. inngest-py parses and canonicalizes the whole
+body before it verifies anything (and accepts any timestamp); the SDK's own check behind this one is
+redundant and may be removed. Outside dev, in order, each refusal before the SDK sees the request:
+
+1. 401 unless there is exactly one well-formed `t=<unix s>&s=<64 hex>` header whose `t` lies within
+   SIGNATURE_MAX_AGE_SECONDS of now (the Go SDK's window is 5 minutes too); the body is not read.
+2. 413 once the body passes SERVE_MAX_BODY_BYTES (a declared Content-Length: before reading; chunked: as
+   soon as the limit is crossed), and the connection is closed: nothing past the limit is read or kept.
+3. 401 unless HMAC-SHA256(key, body bytes + t) matches `s` for the signing key or the fallback key,
+   computed while the body streams in and compared in constant time. The bytes as sent: the server signs
+   the JCS-canonical JSON it sends (httpdriver `Sign` over `MarshalV1`'s output), so no parsing is needed,
+   and a forged body costs reading it up to the limit plus one HMAC per key.
+
+In dev (no signatures) only the body limit applies. The 401 answers are the SDK's own (same body, same
+headers), so they tell a caller nothing about which check failed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sdk import response_headers
+from app.settings import DEFAULT_SERVE_MAX_BODY_BYTES
 
 log = logging.getLogger("app.serve_guard")
 
 _UNAUTHORIZED = b'{"message": "Unauthorized"}'
 # The SDK's own identification headers, so the answer looks like the SDK's 401 to any caller.
 _SDK_HEADERS = response_headers()
-_SIGNATURE = re.compile(rb"t=(\d{1,12})&s=[0-9a-f]{64}")
+_SIGNATURE = re.compile(rb"t=(\d{1,12})&s=([0-9a-f]{64})")
 # One log line per this many seconds at most: a flood of forged requests must not flood the log.
 LOG_EVERY_SECONDS = 10.0
 
 
 class SignatureGuard:
-    def __init__(self, app: ASGIApp, path: str, required: bool, max_age: float = 300.0) -> None:
-        self.app, self.path, self.required, self.max_age = app, path, required, max_age
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        required: bool,
+        signing_keys: Sequence[str] = (),
+        max_age: float = 300.0,
+        max_body: int = DEFAULT_SERVE_MAX_BODY_BYTES,
+    ) -> None:
+        if required and not signing_keys:
+            raise ValueError("signature checks need a signing key")
+        self.app, self.path, self.required, self.max_age, self.max_body = app, path, required, max_age, max_body
+        self.keys = [key.encode() for key in signing_keys]
+        self._too_large = _message(f"request body larger than {max_body} bytes")
         self._logged_at = -LOG_EVERY_SECONDS
         self._refused = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.path and self.required:
-            problem = self.problem([v for k, v in scope["headers"] if k == b"x-inngest-signature"])
-            if problem:
-                self._note(problem)
-                headers = [
-                    *_SDK_HEADERS,
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_UNAUTHORIZED)).encode()),
-                ]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        signature: tuple[bytes, bytes] | None = None
+        if self.required:
+            checked = self.signature([v for k, v in scope["headers"] if k == b"x-inngest-signature"])
+            if isinstance(checked, str):
+                await self._refuse(send, 401, checked)
                 return
-        await self.app(scope, receive, send)
+            signature = checked
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await self._refuse(send, 413, f"declared body of {declared} bytes", self._too_large)
+            return
+        macs = [hmac.new(key, digestmod=hashlib.sha256) for key in self.keys] if signature else []
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away: nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._refuse(send, 413, f"body over {self.max_body} bytes", self._too_large)
+                return
+            for mac in macs:
+                mac.update(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        del chunks
+        if signature is not None:
+            timestamp, given = signature
+            if not any(_matches(mac, timestamp, given) for mac in macs):
+                await self._refuse(send, 401, "signature does not match")
+                return
+        await self.app(scope, _replay(body, receive), send)
 
-    def problem(self, values: list[bytes]) -> str | None:
+    def signature(self, values: list[bytes]) -> tuple[bytes, bytes] | str:
+        """(t, s) of the one well-formed, fresh signature header, or why there is none."""
         if not values:
             return "no signature"
         if len(values) > 1:
@@ -56,9 +110,22 @@ class SignatureGuard:
         match = _SIGNATURE.fullmatch(values[0])
         if match is None:
             return "malformed signature"
-        if abs(time.time() - int(match.group(1))) > self.max_age:
+        timestamp = int(match.group(1))
+        if abs(time.time() - timestamp) > self.max_age:
             return f"signature older or newer than {self.max_age:.0f} s"
-        return None
+        return str(timestamp).encode(), match.group(2)
+
+    async def _refuse(self, send: Send, status: int, problem: str, body: bytes = _UNAUTHORIZED) -> None:
+        self._note(problem)
+        headers = [
+            *_SDK_HEADERS,
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if status == 413:
+            headers.append((b"connection", b"close"))  # the rest of the body is never read
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _note(self, problem: str) -> None:
         self._refused += 1
@@ -66,3 +133,31 @@ class SignatureGuard:
         if now - self._logged_at >= LOG_EVERY_SECONDS:
             log.warning("serve request refused: %s (%d since the last line)", problem, self._refused)
             self._logged_at, self._refused = now, 0
+
+
+def _matches(mac: hmac.HMAC, timestamp: bytes, given: bytes) -> bool:
+    mac = mac.copy()
+    mac.update(timestamp)
+    return hmac.compare_digest(mac.hexdigest().encode(), given)
+
+
+def _message(text: str) -> bytes:
+    return json.dumps({"message": text}).encode()
+
+
+def _content_length(scope: Scope) -> int | None:
+    # The HTTP parser has already refused a malformed or repeated Content-Length (400).
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body, read here already, as the one message the app reads; then the connection's own events."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay

@@ -46,6 +46,10 @@ _DATABASE_URL_HINT = "use postgresql://user:password@host:5432/dbname or sqlite:
 MIN_SIDE_EFFECTS_RETENTION_HOURS = 25
 # A week: that schedule plus days of margin for a server outage or a backlog.
 DEFAULT_SIDE_EFFECTS_RETENTION_HOURS = 168.0
+# The server sends at most 4 MiB per call (inngest pkg/consts MaxSDKRequestBodySize: larger state is fetched
+# through its API instead); the serve path reads 1 MiB more at most, then answers 413.
+SERVER_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_SERVE_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
 class Mode(enum.StrEnum):
@@ -173,6 +177,8 @@ class Settings(BaseSettings):
     event_api_max_batch: int = Field(default=100, ge=1, le=1000)
     # Signed requests from the server older or newer than this are refused (replays, clock skew).
     signature_max_age_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # Request bodies on the serve path (every mode); below the server's own maximum a legitimate call could fail.
+    serve_max_body_bytes: int = Field(default=DEFAULT_SERVE_MAX_BODY_BYTES, ge=SERVER_MAX_REQUEST_BYTES, le=64 << 20)
 
     @classmethod
     def settings_customise_sources(
