@@ -3,11 +3,11 @@
 What the protocol allows (app/serve_guard.py in front of inngest-py 0.5 `comm_lib/utils.py`
 `wrap_handler`): every call is checked against `X-Inngest-Signature` (an HMAC of the body's bytes) before
 anything else, so a call without a valid signature gets 401 `{"message": "Unauthorized"}` whatever its body,
-method or query. Only a caller holding the signing key can get past that; the SDK then answers its own
-errors (unknown `fnId`, a body that is not an invocation) with 500 and a JSON `{code, message, name}`
-(`CommResponse.from_error`): the server treats a 500 as a failed attempt, so these are contract-sanctioned
-and checked separately below. An unaltered replay of a signed call inside the 5-minute window is accepted;
-any change to its bytes is not.
+method or query. Only a caller holding the signing key can get past that: a signed body that is no function
+call is 400, a signed call at a function its events do not trigger 401 (the query is not signed); the SDK
+answers an unknown `fnId` with 500 and a JSON `{code, message, name}` (`CommResponse.from_error`): the
+server treats a 500 as a failed attempt, so this is contract-sanctioned and checked separately below. An
+unaltered replay of a signed call inside the 5-minute window is accepted; any change to its bytes is not.
 """
 
 from __future__ import annotations
@@ -157,14 +157,14 @@ def test_protocol_endpoint_rejects_bad_calls(target: tuple[App, EventSink], clie
         headers = {"X-Inngest-Signature": signature}
         tally.call("protocol: altered after signing", UNAUTHORIZED, lambda: call(client, altered_body, headers), where)
 
-    # 5. Not JSON at all, with a header carrying the MAC of the raw bytes: the SDK cannot canonicalize it.
+    # 5. Not JSON at all, with a header carrying the MAC of the raw bytes: verified, then no call (400).
     @fuzz(100)
     @given(raw=st.binary(min_size=1, max_size=200).filter(lambda b: not _is_json(b)))
     def bad_json(raw: bytes) -> None:
         ts = str(int(time.time()))
         mac = hmac.new(key.encode(), raw + ts.encode(), hashlib.sha256).hexdigest()
         headers = {"X-Inngest-Signature": f"t={ts}&s={mac}"}
-        tally.call("protocol: bad JSON", UNAUTHORIZED, lambda: call(client, raw, headers))
+        tally.call("protocol: bad JSON", {400}, lambda: call(client, raw, headers))
 
     for step in (unsigned, forged, wrong_key, altered, bad_json):
         step()
@@ -191,7 +191,8 @@ def _is_json(raw: bytes) -> bool:
 
 @pytest.mark.slow
 def test_key_holder_errors_are_the_sdks_500s(target: tuple[App, EventSink], client: httpx.Client, tally: Tally) -> None:
-    """With a valid signature, the SDK's own error answers: 500 + `{code, message}` (contract-sanctioned)."""
+    """With a valid signature: the SDK's own answer to an unknown function, 500 + `{code, message}`
+    (contract-sanctioned); a body that is no call, the guard's 400 with a message."""
     app, _ = target
 
     @fuzz(60)
@@ -214,7 +215,7 @@ def test_key_holder_errors_are_the_sdks_500s(target: tuple[App, EventSink], clie
     def not_an_invocation(doc: Any) -> None:
         body = canonical_json(doc)
         res = call(client, body, {"X-Inngest-Signature": sign(body, app.signing_key)})
-        tally.record("protocol: signed, not an invocation", res, {500})
+        tally.record("protocol: signed, not an invocation", res, {400})
 
     unknown_fn()
     not_an_invocation()

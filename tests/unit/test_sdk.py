@@ -79,6 +79,39 @@ def test_configure_client_hands_the_fallback_key_to_the_http_client() -> None:
     assert client._http_client._signing_key_fallback == old
 
 
+def test_callees_are_what_the_sdk_registers_with_their_triggers() -> None:
+    client = make_client("http://127.0.0.1:1")
+
+    async def on_failure(ctx: inngest.Context) -> None:
+        return None
+
+    @client.create_function(
+        fn_id="mixed",
+        trigger=[inngest.TriggerEvent(event="shop/*"), inngest.TriggerCron(cron="0 3 * * *")],
+        on_failure=on_failure,
+    )
+    async def mixed(ctx: inngest.Context) -> None:
+        return None
+
+    @client.create_function(fn_id="plain", trigger=inngest.TriggerEvent(event="a/b", expression="event.data.x == 1"))
+    async def plain(ctx: inngest.Context) -> None:
+        return None
+
+    found = sdk.callees([mixed, plain])
+    assert found == [
+        sdk.Callee("sdk-test-mixed", frozenset({"shop/*", sdk.CRON_EVENT})),
+        sdk.Callee("sdk-test-mixed-failure", frozenset({sdk.FAILED_EVENT}), failure_of="sdk-test-mixed"),
+        sdk.Callee("sdk-test-plain", frozenset({"a/b"})),
+    ]
+    # The ids the SDK's serve handler answers to, and the name its failure trigger waits for.
+    assert [mixed.id, mixed.on_failure_fn_id, plain.id] == [c.id for c in found]
+    failure = mixed.get_config("http://app").on_failure
+    expression = "event.data.function_id == 'sdk-test-mixed'"
+    assert failure is not None and failure.triggers == [
+        inngest.TriggerEvent(event=sdk.FAILED_EVENT, expression=expression)
+    ]
+
+
 @pytest.fixture
 def event_api() -> Iterator[str]:
     registry = FakeRegistry(KEY, EVENT_KEY).start()

@@ -20,7 +20,8 @@ from app.functions import build_functions
 from app.functions.deps import Builder, Services
 from app.inngest_client import build_client
 from app.metrics import HttpMetrics, setup_metrics
-from app.sdk import signed_headers
+from app.sdk import callees, signed_headers
+from app.serve_binding import Bindings
 from app.serve_guard import SignatureGuard
 from app.settings import Settings, bare_signing_key, settings_or_exit
 from app.sync import SyncObserver, sync_until
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
         path=settings.inngest_serve_path,
         required=not settings.is_dev,
         signing_keys=[k for k in (settings.signing_key, fallback and bare_signing_key(fallback)) if k],
+        bindings=Bindings(callees(functions), settings.inngest_app_id),
         max_age=settings.signature_max_age_seconds,
         max_body=settings.serve_max_body_bytes,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import inngest
 from inngest._internal import errors, net, server_lib, transforms
@@ -31,6 +33,33 @@ def signed_headers(signing_key: str | None, body: bytes = b"") -> dict[str, str]
 def hash_signing_key(signing_key: str) -> str:
     """The bearer token the server expects from the SDK: hex sha256 of the key's bytes."""
     return transforms.hash_signing_key(signing_key)
+
+
+# The event the server runs a function with for each kind of trigger (inngest pkg/consts/events.go).
+CRON_EVENT = "inngest/scheduled.timer"
+INVOKED_EVENT = "inngest/function.invoked"
+FAILED_EVENT = "inngest/function.failed"
+
+
+@dataclass(frozen=True)
+class Callee:
+    """One id the server may call (`fnId`): a function, or the failure handler the SDK adds for one."""
+
+    id: str
+    events: frozenset[str]  # its event triggers (`app/*` style wildcards as written); a cron trigger: CRON_EVENT
+    failure_of: str | None = None  # a failure handler: the id of the function whose failures it runs for
+
+
+def callees(functions: Sequence[inngest.Function[Any]]) -> list[Callee]:
+    """Every id the app registers, with the triggers it registers for it (the SDK's own sync payload)."""
+    found = []
+    for fn in functions:
+        config = fn.get_config("http://app.invalid")  # the URL only goes into the configs' step URLs
+        names = [t.event if isinstance(t, inngest.TriggerEvent) else CRON_EVENT for t in config.main.triggers]
+        found.append(Callee(config.main.id, frozenset(names)))
+        if config.on_failure is not None:
+            found.append(Callee(config.on_failure.id, frozenset({FAILED_EVENT}), failure_of=config.main.id))
+    return found
 
 
 def response_headers() -> list[tuple[bytes, bytes]]:

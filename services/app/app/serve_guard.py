@@ -12,9 +12,11 @@ redundant and may be removed. Outside dev, in order, each refusal before the SDK
    computed while the body streams in and compared in constant time. The bytes as sent: the server signs
    the JCS-canonical JSON it sends (httpdriver `Sign` over `MarshalV1`'s output), so no parsing is needed,
    and a forged body costs reading it up to the limit plus one HMAC per key.
+4. For a function call (POST), 400/401 unless the body's events are ones the function named by `fnId` runs
+   for (app.serve_binding): the query string is not signed.
 
-In dev (no signatures) only the body limit applies. The 401 answers are the SDK's own (same body, same
-headers), so they tell a caller nothing about which check failed.
+In dev (no signatures) only the body limit applies. The 401 for a missing, stale or wrong signature is the
+SDK's own (same body, same headers) whichever check failed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sdk import response_headers
+from app.serve_binding import Bindings
 from app.settings import DEFAULT_SERVE_MAX_BODY_BYTES
 
 log = logging.getLogger("app.serve_guard")
@@ -49,6 +52,7 @@ class SignatureGuard:
         path: str,
         required: bool,
         signing_keys: Sequence[str] = (),
+        bindings: Bindings | None = None,
         max_age: float = 300.0,
         max_body: int = DEFAULT_SERVE_MAX_BODY_BYTES,
     ) -> None:
@@ -56,6 +60,7 @@ class SignatureGuard:
             raise ValueError("signature checks need a signing key")
         self.app, self.path, self.required, self.max_age, self.max_body = app, path, required, max_age, max_body
         self.keys = [key.encode() for key in signing_keys]
+        self.bindings = bindings
         self._too_large = _message(f"request body larger than {max_body} bytes")
         self._logged_at = -LOG_EVERY_SECONDS
         self._refused = 0
@@ -99,6 +104,12 @@ class SignatureGuard:
             if not any(_matches(mac, timestamp, given) for mac in macs):
                 await self._refuse(send, 401, "signature does not match")
                 return
+            if self.bindings is not None and scope["method"] == "POST":
+                problem = self.bindings.problem(scope["query_string"], body)
+                if problem is not None:
+                    status, text = problem
+                    await self._refuse(send, status, text, _message(text))
+                    return
         await self.app(scope, _replay(body, receive), send)
 
     def signature(self, values: list[bytes]) -> tuple[bytes, bytes] | str:
