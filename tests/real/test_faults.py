@@ -93,6 +93,30 @@ def test_app_sigkilled_mid_run_every_side_effect_exactly_once(
 
 
 @pytest.mark.slow
+def test_app_sigkilled_with_400_runs_in_flight_loses_none(
+    server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
+) -> None:
+    """400 reserve-item runs (one ledger side effect each) started at once; the app SIGKILLed once the
+    first 20 are done and restarted: all 400 Completed, each side effect exactly once. (The 50-order test
+    above covers every step kind; at 400 orders it would take far longer than this one.)"""
+    server = server_factory(extra_args=RETRY_EVERY_2S)
+    app = app_factory(server)
+    server.wait_functions(APP_FNS)
+    total = 400
+    events = [{"name": "shop/order.item.reserve", "data": {"order_id": f"r-{n}", "sku": f"S{n}"}} for n in range(total)]
+    for chunk in range(0, total, 100):  # the event API takes a bounded batch per request
+        assert app.http.post("/api/events", json=events[chunk : chunk + 100]).status_code == 200
+    wait_until(lambda: ledger(app).get("item.reserved", 0) >= 20, 60, interval=0.05, what="the first reservations")
+    app.kill()
+    done_at_kill = ledger(app).get("item.reserved", 0)
+    app.start()
+
+    wait_completed(server, RESERVE, total, timeout=150)
+    assert done_at_kill < total, "every run had ended before the kill"
+    assert ledger(app) == {"item.reserved": total}
+
+
+@pytest.mark.slow
 def test_server_restart_mid_run_stalls_runs_in_flight(
     server_factory: Callable[..., InngestServer], app_factory: Callable[..., AppProcess]
 ) -> None:
