@@ -69,10 +69,11 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def step_request_body(fn_id: str = FN_ID) -> bytes:
-    """What the executor POSTs for the first (and, for a step-less function, only) call of a run."""
+def step_request_body(fn_id: str = FN_ID, event_name: str = "test/integration") -> bytes:
+    """What the executor POSTs for the first (and, for a step-less function, only) call of a run: an event
+    the function is triggered by, in canonical JSON (RFC 8785), the bytes the server signs."""
     event = {
-        "name": "test/integration",
+        "name": event_name,
         "data": {"message": "Hello"},
         "id": "01JBENCH0000000000000000EV",
         "ts": 1_764_300_000_000,
@@ -95,7 +96,7 @@ def step_request_body(fn_id: str = FN_ID) -> bytes:
             "max_attempts": 4,
         },
     }
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()  # JCS for ASCII strings and ints
 
 
 def signed_headers(body: bytes, key: str) -> dict[str, str]:

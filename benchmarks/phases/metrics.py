@@ -51,10 +51,12 @@ def run(env: Env, prof: Profile, key: str, main_app: Server) -> dict[str, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         scrape = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=30)
         registered_only = time_get(server.metrics_port, "/metrics", prof.metrics_samples, scrape)
-        fn_ids = [FN_ID, *[f"{APP_ID}-bench-fn-{i:03d}" for i in range(max(total - own, 0))]]
+        calls = [(FN_ID, "test/integration")]
+        calls += [(f"{APP_ID}-bench-fn-{i:03d}", f"bench/fn.{i}") for i in range(max(total - own, 0))]
+        fn_ids = [fn_id for fn_id, _ in calls]
         called = 0
-        for fn_id in fn_ids:  # every function gets its label series in the invocation metrics
-            body = step_request_body(fn_id)
+        for fn_id, event_name in calls:  # every function gets its label series in the invocation metrics
+            body = step_request_body(fn_id, event_name)
             headers = signed_headers(body, key)
             for _ in range(3):
                 status, _, _ = http_request(
