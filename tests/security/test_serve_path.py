@@ -14,10 +14,12 @@ import httpx
 from tests.fuzz.harness import App, EventSink, sign
 from tests.security.serve import MB, post_serve, refusal_lines, serve_path
 from tests.standin.fixtures import metric_value, rss_kib
+from tests.standin.protocol import go_json
 from tests.support import wait_until
 from tests.support.metrics import scrape
 
 SERVE = serve_path()
+SYNC_OUTCOMES = ("ok", "rejected", "unreachable")
 
 
 def test_signatures_outside_five_minutes_are_refused(secure_app: Callable[..., tuple[App, EventSink]]) -> None:
@@ -103,9 +105,32 @@ def test_only_a_verified_put_moves_the_sync_state(secure_app: Callable[..., tupl
         headers = {"X-Inngest-Signature": signature} if signature else {}
         assert httpx.put(f"{app.url}/api/inngest", headers=headers).status_code == 401
     after = scrape(app.metrics_port)
-    for outcome in ("ok", "rejected", "unreachable"):
+    for outcome in SYNC_OUTCOMES:
         assert metric_value(after, "app_inngest_sync_attempts_total", outcome=outcome) == metric_value(
             before, "app_inngest_sync_attempts_total", outcome=outcome
         )
     assert metric_value(after, "app_inngest_sync_attempts_total") == 0
     assert "sync failed" not in app.log_path.read_text()
+
+
+def test_the_servers_sync_ping_verifies_in_its_canonical_form_as_a_put_only(
+    secure_app: Callable[..., tuple[App, EventSink]],
+) -> None:
+    """The server's sync ping (deploy `Ping`) sends Go's json.Marshal bytes, `&` escaped as \\u0026, and
+    signs their RFC 8785 form (inngestgo `Sign`): a PUT gets that second look, a function call never."""
+    app, _ = secure_app()
+    body = go_json({"url": f"{app.url}/api/inngest?a=1&b=2"})
+    signature = sign(body, app.signing_key)  # over the canonical form, as the Go signer does
+
+    def attempts() -> float:
+        text = scrape(app.metrics_port)
+        return sum(metric_value(text, "app_inngest_sync_attempts_total", outcome=o) for o in SYNC_OUTCOMES)
+
+    before = attempts()
+    headers = {"Content-Type": "application/json", "X-Inngest-Signature": signature}
+    assert httpx.put(f"{app.url}/api/inngest", content=body, headers=headers, timeout=30).status_code != 401
+    assert attempts() == before + 1  # verified: the SDK tried to sync
+    headers["X-Inngest-Signature"] = sign(body, "0" * 64)
+    assert httpx.put(f"{app.url}/api/inngest", content=body, headers=headers, timeout=30).status_code == 401
+    assert post_serve(app, body, signature).status_code == 401
+    assert attempts() == before + 1

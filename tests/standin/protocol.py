@@ -48,6 +48,15 @@ def canonical_json(value: Any) -> bytes:
     return _jcs(value).encode("utf-8")
 
 
+def go_json(value: dict[str, str]) -> bytes:
+    """Go's `json.Marshal` of a map[string]string: sorted keys, no whitespace, UTF-8, and `<`, `>`, `&`,
+    U+2028, U+2029 escaped as \\uXXXX (which RFC 8785 does not do, so the two can differ)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text.encode()
+
+
 def _jcs(value: Any) -> str:
     if value is None or value is True or value is False:
         return json.dumps(value)

@@ -32,9 +32,10 @@ class Registration(Core):
             await asyncio.sleep(interval)
 
     async def ping(self, url: str) -> dict[str, Any]:
-        """pkg/deploy/deploy.go `Ping`: signed PUT with body {"url": ...} and X-Inngest-Server-Kind."""
+        """pkg/deploy/deploy.go `Ping`: signed PUT with body {"url": ...} and X-Inngest-Server-Kind; the
+        body is Go's json.Marshal bytes, the signature inngestgo `Sign`'s, over their canonical form."""
         url = self._norm(url)
-        body = json.dumps({"url": url}).encode()
+        body = protocol.go_json({"url": url})
         headers = {
             "Content-Type": "application/json",
             "X-Inngest-Server-Kind": "cloud",  # `inngest start` is a cloud-kind server

@@ -40,6 +40,15 @@ def test_sign_matches_the_servers_signature() -> None:
     assert header == protocol.sign_body(body, KEY, ts)
 
 
+def test_canonical_json_is_rfc_8785_and_none_for_anything_else() -> None:
+    url = "http://app/?a=1&b=<2>"
+    value = {"url": url, "b": [1.5, "é"], "a": None}
+    assert sdk.canonical_json(protocol.go_json({"url": url})) == protocol.canonical_json({"url": url})
+    assert sdk.canonical_json(json.dumps(value, indent=2).encode()) == protocol.canonical_json(value)
+    assert sdk.canonical_json(b"") == b""
+    assert sdk.canonical_json(b"not json") is None
+
+
 def test_signed_headers_are_empty_without_a_key() -> None:
     assert sdk.signed_headers(None) == {}
     header = sdk.signed_headers(KEY)["X-Inngest-Signature"]

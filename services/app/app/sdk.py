@@ -25,6 +25,12 @@ def sign(body: bytes, signing_key: str) -> str:
     return signature
 
 
+def canonical_json(body: bytes) -> bytes | None:
+    """The RFC 8785 form of a JSON body, as the SDK and the Go signer compute it; None if it is not JSON."""
+    canonical = transforms.canonicalize(body)
+    return None if isinstance(canonical, Exception) else canonical
+
+
 def signed_headers(signing_key: str | None, body: bytes = b"") -> dict[str, str]:
     """Headers for a request to the serve endpoint, signed the way the server signs (none in dev)."""
     return {SIGNATURE_HEADER: sign(body, signing_key)} if signing_key else {}

@@ -11,7 +11,10 @@ redundant and may be removed. Outside dev, in order, each refusal before the SDK
 3. 401 unless HMAC-SHA256(key, body bytes + t) matches `s` for the signing key or the fallback key,
    computed while the body streams in and compared in constant time. The bytes as sent: the server signs
    the JCS-canonical JSON it sends (httpdriver `Sign` over `MarshalV1`'s output), so no parsing is needed,
-   and a forged body costs reading it up to the limit plus one HMAC per key.
+   and a forged body costs reading it up to the limit plus one HMAC per key. One exception: the server's
+   sync ping (a PUT of `{"url": ...}`, deploy `Ping`) is signed by inngestgo `Sign` over the canonical form
+   of Go's json.Marshal bytes, which differ when the URL has `&`, `<` or `>`; a small PUT whose bytes do not
+   verify is checked once more in that form.
 4. For a function call (POST), 400/401 unless the body's events are ones the function named by `fnId` runs
    for (app.serve_binding): the query string is not signed.
 
@@ -31,7 +34,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.sdk import response_headers
+from app.sdk import canonical_json, response_headers
 from app.serve_binding import Bindings
 from app.settings import DEFAULT_SERVE_MAX_BODY_BYTES
 
@@ -41,6 +44,8 @@ _UNAUTHORIZED = b'{"message": "Unauthorized"}'
 # The SDK's own identification headers, so the answer looks like the SDK's 401 to any caller.
 _SDK_HEADERS = response_headers()
 _SIGNATURE = re.compile(rb"t=(\d{1,12})&s=([0-9a-f]{64})")
+# A sync ping is a few hundred bytes; only PUTs up to this size get the canonical second look.
+CANONICAL_PUT_BYTES = 64 * 1024
 # One log line per this many seconds at most: a flood of forged requests must not flood the log.
 LOG_EVERY_SECONDS = 10.0
 
@@ -101,7 +106,10 @@ class SignatureGuard:
         del chunks
         if signature is not None:
             timestamp, given = signature
-            if not any(_matches(mac, timestamp, given) for mac in macs):
+            verified = any(_matches(mac, timestamp, given) for mac in macs)
+            if not verified and scope["method"] == "PUT" and len(body) <= CANONICAL_PUT_BYTES:
+                verified = self._canonical_matches(body, timestamp, given)
+            if not verified:
                 await self._refuse(send, 401, "signature does not match")
                 return
             if self.bindings is not None and scope["method"] == "POST":
@@ -111,6 +119,13 @@ class SignatureGuard:
                     await self._refuse(send, status, text, _message(text))
                     return
         await self.app(scope, _replay(body, receive), send)
+
+    def _canonical_matches(self, body: bytes, timestamp: bytes, given: bytes) -> bool:
+        canonical = canonical_json(body)
+        if canonical is None or canonical == body:
+            return False
+        macs = [hmac.new(key, canonical, hashlib.sha256) for key in self.keys]
+        return any(_matches(mac, timestamp, given) for mac in macs)
 
     def signature(self, values: list[bytes]) -> tuple[bytes, bytes] | str:
         """(t, s) of the one well-formed, fresh signature header, or why there is none."""
