@@ -9,15 +9,14 @@ import http.client
 import resource
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from types import TracebackType
 
 import httpx
 import pytest
 
 from tests.fuzz.harness import App, EventSink
+from tests.security.health_probe import HealthProbe
 from tests.standin.fixtures import rss_kib
 from tests.support import wait_until
 
@@ -76,37 +75,6 @@ def wait_closed(socks: list[socket.socket], deadline: float) -> tuple[list[float
         for sock in socks:
             sock.close()
     return closed_at, list(received.values())
-
-
-class HealthProbe:
-    """GET /healthz on a fresh connection every 0.2 s from a thread; anything but a 200 within 2 s is a failure."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answered = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="healthz-probe", daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                res = httpx.get(f"{self.url}/healthz", timeout=2, headers={"Connection": "close"})
-                if res.status_code == 200:
-                    self.answered += 1
-                else:
-                    self.failures.append(f"HTTP {res.status_code}")
-            except httpx.HTTPError as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-            self.stop.wait(0.2)
-
-    def __enter__(self) -> HealthProbe:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop.set()
-        self.thread.join(5)
 
 
 def request_with_headers(port: int, extra: bytes, timeout: float = 10) -> bytes:

@@ -6,45 +6,16 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
-
 from tests.fuzz.harness import App, EventSink, invocation, sign
+from tests.security.health_probe import HealthProbe
 from tests.security.serve import MB, answer, forged, post_serve, read_answer, refusal_lines, serve_path
 from tests.standin.fixtures import rss_kib
 from tests.support import wait_until
 
 LIMIT = 5 * MB  # the default: the server's 4 MiB per call, and margin
-
-
-class HealthProbe:
-    """/healthz every 50 ms in the background, each answer's latency kept."""
-
-    def __init__(self, app: App) -> None:
-        self.app, self.latencies, self.stop = app, list[float](), threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.app.url, timeout=10) as http:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                assert http.get("/healthz").status_code == 200
-                self.latencies.append(time.monotonic() - started)
-                time.sleep(0.05)
-
-    def __enter__(self) -> HealthProbe:
-        self.thread.start()
-        wait_until(lambda: len(self.latencies) >= 3, 10, what="/healthz probes")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        probes = len(self.latencies)
-        wait_until(lambda: len(self.latencies) >= probes + 3, 10, what="/healthz probes after the attack")
-        self.stop.set()
-        self.thread.join(10)
 
 
 def head(signature: str, framing: str) -> bytes:
@@ -85,7 +56,7 @@ def test_forged_20_mb_with_a_fresh_signature_is_413_at_the_limit_with_bounded_me
     app, _ = secure_app()
     assert app.proc is not None
     before = rss_kib(app.proc.pid)
-    with HealthProbe(app) as health:
+    with HealthProbe(app.url, interval=0.05, timeout=10) as health:
         with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
             sock.sendall(head(forged(), f"Content-Length: {20 * MB}"))
             declared = read_answer(sock)  # the answer comes before the body is sent
@@ -99,6 +70,7 @@ def test_forged_20_mb_with_a_fresh_signature_is_413_at_the_limit_with_bounded_me
     assert declared.endswith(f'{{"message": "request body larger than {LIMIT} bytes"}}'.encode()), declared
     assert sent < 20 * MB, "the server read the whole body"
     assert growth_mb < 32, f"RSS grew {growth_mb:.1f} MB"
+    assert not health.failures, health.failures[:5]
     assert max(health.latencies) < 1.0, f"/healthz took up to {max(health.latencies):.2f} s"
     assert app.alive()
 
@@ -150,3 +122,30 @@ def test_a_forged_body_is_refused_by_its_hmac_before_it_is_parsed(
     reordered = json.dumps(json.loads(body), indent=1).encode()  # the same JSON, other bytes
     assert answer(post_serve(app, reordered, signature)) == unsigned
     assert post_serve(app, body, signature).status_code == 200
+
+
+def test_unverified_bodies_in_flight_share_one_byte_budget(secure_app: Callable[..., tuple[App, EventSink]]) -> None:
+    """Forged bodies, each under the limit and never finished, many at once: together they may hold at most
+    SERVE_UNVERIFIED_BUDGET_BYTES before their HMAC is checked. The one that would pass it gets 503 with
+    Retry-After (the server retries it) and is closed; once the others end, a signed call runs again."""
+    app, _ = secure_app(SERVE_UNVERIFIED_BUDGET_BYTES=str(8 * MB))
+    holders = []
+    try:
+        for _ in range(2):  # 7 MiB held of the 8 MiB budget
+            sock = socket.create_connection(("127.0.0.1", app.port), timeout=10)
+            sock.sendall(head(forged(), f"Content-Length: {4 * MB}") + b" " * (3 * MB + MB // 2))
+            holders.append(sock)
+        time.sleep(1)  # let the app read what was sent
+        with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
+            sock.sendall(head(forged(), f"Content-Length: {4 * MB}"))
+            busy, _ = stream_until_answered(sock, (b" " * 65536 for _ in range(4 * MB // 65536)))
+    finally:
+        for sock in holders:
+            sock.close()
+    assert busy.startswith(b"HTTP/1.1 503"), busy[:200]
+    assert b"retry-after: 1" in busy.lower() and b"connection: close" in busy.lower()
+    body = invocation("fastapi-app-test-integration", {"message": "after"})
+    ran = wait_until(
+        lambda: post_serve(app, body, sign(body, app.signing_key)).status_code == 200, 10, what="a signed call"
+    )
+    assert ran and app.alive()

@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
         bindings=Bindings(callees(functions), settings.inngest_app_id),
         max_age=settings.signature_max_age_seconds,
         max_body=settings.serve_max_body_bytes,
+        budget=settings.serve_unverified_budget_bytes,
     )
     app.add_middleware(HttpMetrics)  # outermost: the guards' 401 and 413 answers are counted too
     errors.install(app)

@@ -8,6 +8,9 @@ redundant and may be removed. Outside dev, in order, each refusal before the SDK
    SIGNATURE_MAX_AGE_SECONDS of now (the Go SDK's window is 5 minutes too); the body is not read.
 2. 413 once the body passes SERVE_MAX_BODY_BYTES (a declared Content-Length: before reading; chunked: as
    soon as the limit is crossed), and the connection is closed: nothing past the limit is read or kept.
+   503 (Retry-After, close) when the bodies read but not yet verified, all requests together, would pass
+   SERVE_UNVERIFIED_BUDGET_BYTES: memory stays bounded under many concurrent forged bodies, and the server
+   retries a 503.
 3. 401 unless HMAC-SHA256(key, body bytes + t) matches `s` for the signing key or the fallback key,
    computed while the body streams in and compared in constant time. The bytes as sent: the server signs
    the JCS-canonical JSON it sends (httpdriver `Sign` over `MarshalV1`'s output), so no parsing is needed,
@@ -41,6 +44,7 @@ from app.settings import DEFAULT_SERVE_MAX_BODY_BYTES
 log = logging.getLogger("app.serve_guard")
 
 _UNAUTHORIZED = b'{"message": "Unauthorized"}'
+_BUSY = b'{"message": "too many unverified request bodies in flight; retry shortly"}'
 # The SDK's own identification headers, so the answer looks like the SDK's 401 to any caller.
 _SDK_HEADERS = response_headers()
 _SIGNATURE = re.compile(rb"t=(\d{1,12})&s=([0-9a-f]{64})")
@@ -60,6 +64,7 @@ class SignatureGuard:
         bindings: Bindings | None = None,
         max_age: float = 300.0,
         max_body: int = DEFAULT_SERVE_MAX_BODY_BYTES,
+        budget: int = 64 << 20,
     ) -> None:
         if required and not signing_keys:
             raise ValueError("signature checks need a signing key")
@@ -67,6 +72,7 @@ class SignatureGuard:
         self.keys = [key.encode() for key in signing_keys]
         self.bindings = bindings
         self._too_large = _message(f"request body larger than {max_body} bytes")
+        self.budget, self.held = budget, 0  # bytes read and not yet verified, every request of this worker
         self._logged_at = -LOG_EVERY_SECONDS
         self._refused = 0
 
@@ -87,23 +93,31 @@ class SignatureGuard:
             return
         macs = [hmac.new(key, digestmod=hashlib.sha256) for key in self.keys] if signature else []
         chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away: nothing to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await self._refuse(send, 413, f"body over {self.max_body} bytes", self._too_large)
-                return
-            for mac in macs:
-                mac.update(chunk)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        del chunks
+        size = mine = 0  # mine: what this request adds to `held`
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away: nothing to answer
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    await self._refuse(send, 413, f"body over {self.max_body} bytes", self._too_large)
+                    return
+                if self.held + len(chunk) > self.budget:
+                    await self._refuse(send, 503, f"{self.budget} unverified bytes held", _BUSY)
+                    return
+                self.held += len(chunk)
+                mine += len(chunk)
+                for mac in macs:
+                    mac.update(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            del chunks
+        finally:
+            self.held -= mine
         if signature is not None:
             timestamp, given = signature
             verified = any(_matches(mac, timestamp, given) for mac in macs)
@@ -148,8 +162,10 @@ class SignatureGuard:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
-        if status == 413:
+        if status in (413, 503):
             headers.append((b"connection", b"close"))  # the rest of the body is never read
+        if status == 503:
+            headers.append((b"retry-after", b"1"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     signature_max_age_seconds: float = Field(default=300.0, gt=0, le=3600)
     # Request bodies on the serve path (every mode); below the server's own maximum a legitimate call could fail.
     serve_max_body_bytes: int = Field(default=DEFAULT_SERVE_MAX_BODY_BYTES, ge=SERVER_MAX_REQUEST_BYTES, le=64 << 20)
+    # Serve-path bytes held per worker before their HMAC is checked, all requests together: without it
+    # HTTP_LIMIT_CONCURRENCY forged bodies could each hold SERVE_MAX_BODY_BYTES (5 GiB at the defaults).
+    serve_unverified_budget_bytes: int = Field(default=64 << 20, ge=SERVER_MAX_REQUEST_BYTES, le=4 << 30)
 
     @classmethod
     def settings_customise_sources(
