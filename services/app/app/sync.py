@@ -132,7 +132,7 @@ async def sync_until(
     stop: StopBaseT = stop_never if deadline is None else stop_after_delay(deadline)
     retrying = AsyncRetrying(
         stop=stop,
-        wait=wait_exponential_jitter(initial=0.25, max=15),
+        wait=wait_exponential_jitter(multiplier=0.25, max=15),
         retry=retry_if_result(again),
         before_sleep=before_sleep,
         # At the deadline, hand back the last answer (with the server's reason) instead of raising.
