@@ -23,7 +23,10 @@ from benchmarks import bench_functions
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--functions", type=int, required=True, help="total number of functions to serve")
+    parser.add_argument("--functions", type=int, default=0, help="total number of functions to serve")
+    parser.add_argument(
+        "--e2e-workflow", action="store_true", help="also serve the end-to-end phase's three-step workflow"
+    )
     parser.add_argument(
         "--measure-sync-build",
         type=int,
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     own = app_functions.builders()
     extra = bench_functions.builders(max(args.functions - len(own), 0))
-    builders: list[Any] = [*own, *extra]
+    builders: list[Any] = [*own, *extra, *([bench_functions.three_steps] if args.e2e_workflow else [])]
 
     settings = settings_or_exit()
     if args.measure_sync_build:

@@ -1,12 +1,15 @@
 """Baseline for `make bench`: the shape of the inngest-py FastAPI example, nothing more.
 
-One client, one function, `inngest.fast_api.serve(...)`, served by uvicorn with its defaults. A plain
+One client, the example's function, `inngest.fast_api.serve(...)`, served by uvicorn with its defaults. A plain
 `pip install uvicorn` has neither uvloop nor httptools, so the runner starts this module with
 `--loop asyncio --http h11` to model that install (this venv has both, pulled in by the app). Production
 mode: requests must carry a valid `X-Inngest-Signature` (key from `INNGEST_SIGNING_KEY`), and the API
 origin comes from `INNGEST_BASE_URL`, exactly as the SDK reads them.
 
-Run: python -m uvicorn baseline_app:app --app-dir benchmarks --loop asyncio --http h11
+It also serves the end-to-end phase's three-step workflow (`bench_functions.three_steps`, the same code the
+app serves there), so both sides of that comparison run the same function body.
+
+Run (from the repository root): python -m uvicorn benchmarks.baseline_app:app --loop asyncio --http h11
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import logging
 import fastapi
 import inngest
 import inngest.fast_api
+
+from benchmarks.bench_functions import three_steps
 
 inngest_client = inngest.Inngest(
     app_id="fastapi-app",
@@ -38,4 +43,4 @@ async def test_integration(ctx: inngest.Context) -> str:
 
 
 app = fastapi.FastAPI()
-inngest.fast_api.serve(app, inngest_client, [test_integration])
+inngest.fast_api.serve(app, inngest_client, [test_integration, three_steps(inngest_client)])

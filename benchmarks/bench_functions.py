@@ -40,3 +40,25 @@ def builder(index: int) -> Builder:
 
 def builders(count: int) -> list[Builder]:
     return [builder(i) for i in range(count)]
+
+
+# The end-to-end phase's workflow: three steps that do no I/O, served by the app and by the baseline alike.
+E2E_FN_ID = "e2e-three-steps"
+E2E_EVENT = "bench/e2e.three-steps"
+E2E_STEPS = ("first", "second", "third")
+
+
+def three_steps(client: inngest.Inngest, services: Any = None) -> inngest.Function[Any]:
+    # retries=0: a failure shows as a failed run instead of a slower figure.
+    @client.create_function(fn_id=E2E_FN_ID, retries=0, trigger=inngest.TriggerEvent(event=E2E_EVENT))
+    async def handler(ctx: inngest.Context) -> dict[str, int]:
+        total = 0
+        for index, step_id in enumerate(E2E_STEPS):
+
+            async def step(n: int = index) -> int:
+                return n + 1
+
+            total += await ctx.step.run(step_id, step)
+        return {"steps": len(E2E_STEPS), "total": total}
+
+    return handler

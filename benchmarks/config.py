@@ -53,15 +53,23 @@ class Profile:
     cold_starts: int
     metrics_samples: int
     sync_repeats: int
+    e2e_events: int = 2_000  # the burst of the end-to-end phase
+    e2e_rounds: int = 3
+    e2e_steady_seconds: int = 30
+    e2e_warmup: int = 1  # bursts of 20 runs per side before the rounds
+    e2e_tick_ms: int = 150  # inngest start --tick (the server's default, which the stack keeps)
+    e2e_queue_workers: int = 100  # inngest start --queue-workers (likewise)
     sync_sizes: tuple[int, ...] = (10, 100, 500)
     metrics_functions: int = 50
 
     @classmethod
     def make(cls, quick: bool) -> Profile:
         # rounds, duration s, warm-up s, connections, invocations for RSS, cold starts, /metrics samples,
-        # sync repeats
+        # sync repeats (end to end: the fields above, fewer in quick mode)
         if quick:
-            return cls(True, 2, 2, 1, 32, 2_000, 2, 30, 2)
+            short = cls(True, 2, 2, 1, 32, 2_000, 2, 30, 2)
+            short.e2e_events, short.e2e_rounds, short.e2e_steady_seconds, short.e2e_warmup = 200, 1, 5, 0
+            return short
         return cls(False, 5, 10, 3, 32, 20_000, 5, 300, 10)
 
 

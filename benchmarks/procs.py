@@ -125,13 +125,17 @@ class Env:
     sink_port: int = 0
     servers: list[Server] = field(default_factory=list)
 
-    def app_env(self, port: int) -> dict[str, str]:
+    def api_base(self, api_base: str | None) -> str:
+        """The Inngest API the server talks to: a real server's URL, else the loopback stand-in (the sink)."""
+        return api_base or f"http://127.0.0.1:{self.sink_port}"
+
+    def app_env(self, port: int, api_base: str | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT") if k in os.environ}
         env.update(
             {
                 "INNGEST_MODE": "self-hosted",
                 "INNGEST_APP_ID": APP_ID,
-                "INNGEST_BASE_URL": f"http://127.0.0.1:{self.sink_port}",
+                "INNGEST_BASE_URL": self.api_base(api_base),
                 "INNGEST_SIGNING_KEY": self.signing_key,
                 "INNGEST_EVENT_KEY": EVENT_KEY,
                 "EVENT_API_KEYS": EVENT_API_TOKEN,
@@ -146,17 +150,21 @@ class Env:
                 "LOG_LEVEL": "INFO",
                 "SHUTDOWN_DRAIN_SECONDS": "0",
                 "GRACEFUL_SHUTDOWN_TIMEOUT": "5",
+                # Not the default /tmp file: other runs on the machine may use that one.
+                "SIDE_EFFECTS_DB": str(self.workdir / f"side-effects-{port}.sqlite3"),
             }
         )
+        if api_base:  # a real server on this host calls the app back over loopback
+            env.update({"INNGEST_SERVE_ORIGIN": f"http://127.0.0.1:{port}", "INNGEST_ALLOW_LOOPBACK_ORIGIN": "true"})
         return env
 
-    def baseline_env(self) -> dict[str, str]:
+    def baseline_env(self, api_base: str | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
         env.update(
             {
                 "INNGEST_SIGNING_KEY": self.signing_key,
                 "INNGEST_EVENT_KEY": EVENT_KEY,
-                "INNGEST_BASE_URL": f"http://127.0.0.1:{self.sink_port}",
+                "INNGEST_BASE_URL": self.api_base(api_base),
             }
         )
         return env
@@ -210,15 +218,15 @@ class Env:
         cmd = [sys.executable, str(BENCH / "sink.py"), "--port", str(port)]
         self.spawn("sink", cmd, dict(os.environ), port, "/", cpu=LOAD_CPU, any_status=True)
 
-    def start_baseline(self, track: bool = True) -> Server:
+    def start_baseline(self, track: bool = True, api_base: str | None = None) -> Server:
         port = free_port()
         cmd = [
             sys.executable,
             "-m",
             "uvicorn",
-            "baseline_app:app",
+            "benchmarks.baseline_app:app",
             "--app-dir",
-            str(BENCH),
+            str(ROOT),
             "--host",
             "127.0.0.1",
             "--port",
@@ -228,7 +236,8 @@ class Env:
             "--http",
             "h11",
         ]
-        return self.spawn("baseline", cmd, self.baseline_env(), port, SERVE_PATH, any_status=True, track=track)
+        env = self.baseline_env(api_base)
+        return self.spawn("baseline", cmd, env, port, SERVE_PATH, any_status=True, track=track)
 
     def start_app(self, track: bool = True) -> Server:
         port = free_port()
@@ -237,6 +246,12 @@ class Env:
         server = self.spawn("app", cmd, env, port, "/readyz", track=track)
         server.metrics_port = int(env["METRICS_PORT"])
         return server
+
+    def start_app_with_workflow(self, api_base: str) -> Server:
+        """The app (its own functions and the end-to-end workflow) against a real server at `api_base`."""
+        port = free_port()
+        cmd = [sys.executable, str(BENCH / "app_with_fns.py"), "--e2e-workflow"]
+        return self.spawn("app-e2e", cmd, self.app_env(port, api_base), port, "/readyz")
 
     def start_app_with_functions(self, total: int) -> Server:
         port = free_port()

@@ -28,12 +28,24 @@ def describe(result: dict[str, Any], source: str) -> str:
     return (
         f"From `{source}`: one {kind} run at {result['generated_at']}, {c['rounds']} alternating rounds of "
         f"{c['duration_s']} s at {c['connections']} connections, {c['invocations_for_rss']:,} invocations for "
-        f"RSS. Machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_mb']:,} MB, kernel {m['kernel']}, "
+        f"RSS{_e2e(result)}. Machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_mb']:,} MB, "
+        f"kernel {m['kernel']}, "
         f"Python {m['python']}, inngest {pkgs.get('inngest')}, FastAPI {pkgs.get('fastapi')}, uvicorn "
         f"{pkgs.get('uvicorn')}. The machine is shared and was loaded by other work during the run (load "
         f"average {load.get('start')} -> {load.get('end')}), so these are the figures of that one run, not "
         "of a quiet machine: the absolute req/s and the latencies move with the load; the CPU time per "
         "invocation and the ratios are the steadier figures."
+    )
+
+
+def _e2e(result: dict[str, Any]) -> str:
+    e2e = result.get("end_to_end")
+    if not e2e:
+        return ""
+    return (
+        f"; end to end, {len(e2e['rounds'])} alternating rounds of a {e2e['events']:,}-event burst and "
+        f"{e2e['steady_seconds']} s of steady events per side, each side synced to its own `inngest start` "
+        f"(SQLite, --tick {e2e['server']['tick_ms']} --queue-workers {e2e['server']['queue_workers']})"
     )
 
 

@@ -49,11 +49,9 @@ def machine_info(pin: bool) -> dict[str, Any]:
     }
 
 
-def rows(result: Result) -> list[Row]:
+def _throughput(result: Result) -> list[Row]:
     tp = result["throughput"]
-    mem = result["memory"]
-    cs = result["cold_start"]
-    out: list[Row] = [
+    return [
         (
             "step invocations req/s (median)",
             f"{tp['baseline']['rps']:.0f}",
@@ -69,70 +67,137 @@ def rows(result: Result) -> list[Row]:
         ),
         ("p50 latency ms", f"{tp['baseline']['p50_ms']:.2f}", f"{tp['app']['p50_ms']:.2f}", ""),
         (
-            "p99 latency ms",
+            "p99 latency ms (median of rounds)",
             f"{tp['baseline']['p99_ms']:.2f}",
             f"{tp['app']['p99_ms']:.2f}",
-            cell("p99_not_worse", result),
+            f"app/baseline per round x{tp['p99_ratio_median']:.2f}, rounds {tp['p99_ratio_min']:.2f}-"
+            f"{tp['p99_ratio_max']:.2f}; " + cell("p99_not_worse", result),
+        ),
+    ]
+
+
+def _end_to_end(result: Result) -> list[Row]:
+    e2e = result["end_to_end"]
+    base, app = e2e["baseline"], e2e["app"]
+    spread, p99 = e2e["ratio_spread"], e2e["p99_ratio"]
+    rounds = len(e2e["rounds"])
+    rate = e2e["rounds"][-1]["app"]["steady"]["rate_per_second"]
+    return [
+        (
+            f"e2e completed runs/s ({e2e['events']:,}-event burst, 3 steps, median of {rounds})",
+            f"{base['runs_per_second']:.2f}",
+            f"{app['runs_per_second']:.2f}",
+            f"x{spread['median']:.2f}, rounds {spread['min']:.2f}-{spread['max']:.2f}; "
+            + cell("e2e_runs_ratio", result),
         ),
         (
-            "cold start s (exec -> ready, median)",
-            f"{cs['baseline_first_response_s']:.3f}",
-            f"{cs['app_readyz_s']:.3f}",
-            cell("cold_start", result),
-        ),
-        ("idle RSS MB", f"{mem['baseline']['idle_rss_mb']:.1f}", f"{mem['app']['idle_rss_mb']:.1f}", ""),
-        (
-            f"RSS after {mem['invocations']:,} invocations MB",
-            f"{mem['baseline']['rss_after_mb']:.1f}",
-            f"{mem['app']['rss_after_mb']:.1f}",
+            f"e2e event -> Completed p50 ms (at {rate:g}/s)",
+            f"{base['latency_ms']['p50']:.0f}",
+            f"{app['latency_ms']['p50']:.0f}",
             "",
         ),
         (
-            "RSS growth MB",
-            f"{mem['baseline']['growth_mb']:.1f}",
-            f"{mem['app']['growth_mb']:.1f}",
-            cell("rss_growth", result),
+            f"e2e event -> Completed p99 ms (at {rate:g}/s)",
+            f"{base['latency_ms']['p99']:.0f}",
+            f"{app['latency_ms']['p99']:.0f}",
+            f"x{p99['median']:.2f}, rounds {p99['min']:.2f}-{p99['max']:.2f}; " + cell("e2e_p99_not_worse", result),
         ),
         (
-            f"RSS growth after the first {mem['first_calls']:,} calls MB",
-            f"{mem['baseline']['growth_after_first_calls_mb']:.1f}",
-            f"{mem['app']['growth_after_first_calls_mb']:.1f}",
-            "first-use allocations excluded",
-        ),
-        (
-            f"app RSS after {mem['app']['calls_before_after_all']:,} calls MB",
-            "-",
-            f"{mem['app']['rss_after_all_mb']:.1f}",
-            "steady state (warm-up excluded)",
-        ),
-        (
-            f"/metrics ms ({result['metrics']['functions_registered']} functions, median)",
-            "-",
-            f"{result['metrics']['with_functions']['median_ms']:.2f}",
-            cell("metrics_latency", result),
+            "e2e CPU ms per run: Inngest server / SDK process",
+            f"{base['server_cpu_ms_per_run']:.1f} / {base['sdk_cpu_ms_per_run']:.1f}",
+            f"{app['server_cpu_ms_per_run']:.1f} / {app['sdk_cpu_ms_per_run']:.1f}",
+            f"bound by the {e2e['bound_by']['which']}",
         ),
     ]
-    for size, data in result["sync"]["sizes"].items():
+
+
+def _startup_and_memory(result: Result) -> list[Row]:
+    out: list[Row] = []
+    if cs := result.get("cold_start"):
         out.append(
             (
-                f"sync {size} functions: PUT ms / payload build ms",
-                "-",
-                f"{data['min_ms']:.1f} / {data['build_min_ms']:.2f}",
-                f"build {data['build_per_function_us']:.0f} µs per function",
+                "cold start s (exec -> ready, median)",
+                f"{cs['baseline_first_response_s']:.3f}",
+                f"{cs['app_readyz_s']:.3f}",
+                cell("cold_start", result),
             )
         )
-    sync = result["sync"]
-    out.append(
-        (
-            "sync marginal cost growth (build / PUT)",
-            "-",
-            f"x{sync['marginal_growth']} / x{sync['put_marginal_growth']}",
-            cell("sync_linear", result),
-        )
-    )
-    ev = result["events"]
-    out.append(("/api/events req/s to the loopback sink", "-", f"{ev['rps']:.0f}", f"p99 {ev['p99_ms']:.1f} ms"))
+    if mem := result.get("memory"):
+        out += [
+            ("idle RSS MB", f"{mem['baseline']['idle_rss_mb']:.1f}", f"{mem['app']['idle_rss_mb']:.1f}", ""),
+            (
+                f"RSS after {mem['invocations']:,} invocations MB",
+                f"{mem['baseline']['rss_after_mb']:.1f}",
+                f"{mem['app']['rss_after_mb']:.1f}",
+                "",
+            ),
+            (
+                "RSS growth MB",
+                f"{mem['baseline']['growth_mb']:.1f}",
+                f"{mem['app']['growth_mb']:.1f}",
+                cell("rss_growth", result),
+            ),
+            (
+                f"RSS growth after the first {mem['first_calls']:,} calls MB",
+                f"{mem['baseline']['growth_after_first_calls_mb']:.1f}",
+                f"{mem['app']['growth_after_first_calls_mb']:.1f}",
+                "first-use allocations excluded",
+            ),
+        ]
+        if "rss_after_all_mb" in mem["app"]:
+            out.append(
+                (
+                    f"app RSS after {mem['app']['calls_before_after_all']:,} calls MB",
+                    "-",
+                    f"{mem['app']['rss_after_all_mb']:.1f}",
+                    "steady state (warm-up excluded)",
+                )
+            )
     return out
+
+
+def _app_only(result: Result) -> list[Row]:
+    out: list[Row] = []
+    if m := result.get("metrics"):
+        out.append(
+            (
+                f"/metrics ms ({m['functions_registered']} functions, median)",
+                "-",
+                f"{m['with_functions']['median_ms']:.2f}",
+                cell("metrics_latency", result),
+            )
+        )
+    if sync := result.get("sync"):
+        for size, data in sync["sizes"].items():
+            out.append(
+                (
+                    f"sync {size} functions: PUT ms / payload build ms",
+                    "-",
+                    f"{data['min_ms']:.1f} / {data['build_min_ms']:.2f}",
+                    f"build {data['build_per_function_us']:.0f} µs per function",
+                )
+            )
+        out.append(
+            (
+                "sync marginal cost growth (build / PUT)",
+                "-",
+                f"x{sync['marginal_growth']} / x{sync['put_marginal_growth']}",
+                cell("sync_linear", result),
+            )
+        )
+    if ev := result.get("events"):
+        out.append(("/api/events req/s to the loopback sink", "-", f"{ev['rps']:.0f}", f"p99 {ev['p99_ms']:.1f} ms"))
+    return out
+
+
+def rows(result: Result) -> list[Row]:
+    """The table's rows; the sections of phases that did not run (--phases) are left out."""
+    out: list[Row] = []
+    if "throughput" in result:
+        out += _throughput(result)
+    if "end_to_end" in result:
+        out += _end_to_end(result)
+    return out + _startup_and_memory(result) + _app_only(result)
 
 
 def text_table(result: Result) -> str:

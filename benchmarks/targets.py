@@ -26,8 +26,11 @@ class Target:
         return f"{self.op} {self.bound_text}"
 
     def check(self, result: Result) -> tuple[float | None, bool]:
-        value = self.value(result)
-        bound = self.bound(result) if callable(self.bound) else self.bound
+        try:
+            value = self.value(result)
+            bound = self.bound(result) if callable(self.bound) else self.bound
+        except KeyError:  # the phase did not run (--phases)
+            return None, False
         return value, value is not None and OPS[self.op](value, bound)
 
 
@@ -35,18 +38,34 @@ TARGETS = (
     Target(
         "throughput_ratio",
         ">=",
-        1.20,
-        "1.20",
+        1.50,
+        "1.50",
         "app req/s / baseline req/s, median of rounds",
         lambda r: r["throughput"]["ratio_median"],
     ),
     Target(
         "p99_not_worse",
         "<=",
-        lambda r: r["throughput"]["baseline"]["p99_ms"],
-        "baseline p99",
-        "app p99 latency, median of rounds",
-        lambda r: r["throughput"]["app"]["p99_ms"],
+        1.0,
+        "1.00",
+        "app p99 / baseline p99 of the same round, median of rounds",
+        lambda r: r["throughput"]["p99_ratio_median"],
+    ),
+    Target(
+        "e2e_runs_ratio",
+        ">=",
+        1.0,
+        "1.00",
+        "completed runs/s through the real server, app / baseline, median of rounds",
+        lambda r: r["end_to_end"]["ratio"],
+    ),
+    Target(
+        "e2e_p99_not_worse",
+        "<=",
+        1.0,
+        "1.00",
+        "event-to-Completed p99, app / baseline of the same round, median of rounds",
+        lambda r: r["end_to_end"]["p99_ratio"]["median"],
     ),
     Target(
         "cold_start",

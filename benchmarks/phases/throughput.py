@@ -53,13 +53,14 @@ def run(env: Env, prof: Profile, servers: dict[str, Server], body: bytes, hdrs: 
             entry[name]["cpu_us_per_request"] = rnd(cpu_used / max(res.requests, 1) * 1e6, 1)
             entry[name]["cpu_utilisation"] = rnd(cpu_used / res.seconds, 3) if res.seconds else None
         entry["ratio"] = rnd(entry["app"]["rps"] / entry["baseline"]["rps"], 3)
+        entry["p99_ratio"] = rnd(entry["app"]["p99_ms"] / entry["baseline"]["p99_ms"], 3)
         entry["cpu_ratio"] = rnd(
             entry["baseline"]["cpu_us_per_request"] / max(entry["app"]["cpu_us_per_request"], 1e-9), 3
         )
         log(
             f"round {r + 1}/{prof.rounds}: baseline {entry['baseline']['rps']:.0f} req/s "
             f"p99 {entry['baseline']['p99_ms']:.1f} ms | app {entry['app']['rps']:.0f} req/s "
-            f"p99 {entry['app']['p99_ms']:.1f} ms | ratio {entry['ratio']:.2f}"
+            f"p99 {entry['app']['p99_ms']:.1f} ms | ratio {entry['ratio']:.2f}, p99 ratio {entry['p99_ratio']:.2f}"
         )
         rounds.append(entry)
 
@@ -76,6 +77,10 @@ def run(env: Env, prof: Profile, servers: dict[str, Server], body: bytes, hdrs: 
         "ratio_median": rnd(statistics.median(r["ratio"] for r in rounds), 3),
         "ratio_min": rnd(min(r["ratio"] for r in rounds), 3),
         "ratio_max": rnd(max(r["ratio"] for r in rounds), 3),
+        # The tail compared within each round (same machine state), then the median over rounds.
+        "p99_ratio_median": rnd(statistics.median(r["p99_ratio"] for r in rounds), 3),
+        "p99_ratio_min": rnd(min(r["p99_ratio"] for r in rounds), 3),
+        "p99_ratio_max": rnd(max(r["p99_ratio"] for r in rounds), 3),
         # baseline CPU per request / app CPU per request: less sensitive to other load on the machine
         "cpu_ratio_median": rnd(statistics.median(r["cpu_ratio"] for r in rounds), 3),
     }

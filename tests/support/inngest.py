@@ -168,9 +168,10 @@ class InngestServer:
         answer.raise_for_status()
         return [str(event_id) for event_id in answer.json()["ids"]]
 
-    def runs_for_event(self, event_id: str) -> list[dict[str, Any]]:
-        with self.api() as api:
-            answer = api.get(f"/v1/events/{event_id}/runs")
+    def runs_for_event(self, event_id: str, api: httpx.Client | None = None) -> list[dict[str, Any]]:
+        """The runs one event started (REST); pass `api` (from `api()`) to reuse one connection for many."""
+        with contextlib.nullcontext(api) if api else self.api() as client:
+            answer = client.get(f"/v1/events/{event_id}/runs")
             answer.raise_for_status()
             return list(answer.json().get("data") or [])
 
@@ -215,6 +216,16 @@ class InngestServer:
             if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
                 return list(runs.values())
             after = page["edges"][-1]["cursor"]
+
+    def run_count(self, function_id: str, statuses: frozenset[str] = ENDED) -> int:
+        """How many runs of one function (its UUID, `functions()[slug]["id"]`) are in `statuses`: one cheap
+        query, for waiting on many runs without listing them."""
+        query = (
+            "query($f: [UUID!], $s: [FunctionRunStatus!]) { runs(first: 1,"
+            ' filter: {from: "2000-01-01T00:00:00Z", functionIDs: $f, status: $s},'
+            " orderBy: [{field: QUEUED_AT, direction: ASC}]) { totalCount } }"
+        )
+        return int(self.gql(query, {"f": [function_id], "s": sorted(statuses)})["runs"]["totalCount"])
 
     def run_steps(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The steps of one run so far, by name: `status` (WAITING, COMPLETED...), `attempts` (retries) and

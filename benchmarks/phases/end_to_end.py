@@ -1,0 +1,289 @@
+"""End to end through the real Inngest server: completed runs per second and event-to-Completed latency.
+
+The app and the baseline each get their own `inngest start` (SQLite in a temporary directory, loopback, the
+same flags), each synced by a signed PUT, both serving the same three-step workflow
+(`bench_functions.three_steps`). The SDK processes sit on the servers' core, as in the throughput rounds; the
+Inngest servers and this driver share the other core. Rounds alternate between the two sides.
+
+- burst: N events sent at once; runs/s = N / (first event sent -> last run's `ended_at`), both instants from
+  this host's clock, the end from the server's REST API (`/v1/events/{id}/runs`).
+- steady: one event at a time at a low rate (20/s, or less if the server completes fewer runs than that
+  a second: then it would measure the backlog, not the latency); latency = send -> the run's `ended_at`.
+- where the time goes: from the server's trace of steady runs, the time spent in its calls to the SDK (one
+  span per step and one for the function's return) against the rest (queueing and scheduling), and the CPU
+  time of each process per run over the burst.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from benchmarks.bench_functions import E2E_EVENT, E2E_FN_ID
+from benchmarks.config import APP_ID, EVENT_KEY, LOAD_CPU, SERVE_PATH, Profile, log
+from benchmarks.procs import Env, Server, cpu_seconds, http_request, pinned
+from benchmarks.stats import percentile, rnd
+from tests.support import wait_until
+from tests.support.inngest import InngestServer, inngest_binary
+
+SLUG = f"{APP_ID}-{E2E_FN_ID}"
+# The stack runs `inngest start` with the server's defaults for these two (docker-compose.yml, deploy/); the
+# runner passes them explicitly (--e2e-tick, --e2e-queue-workers change them), so the results name them.
+TICK_MS = 150
+QUEUE_WORKERS = 100
+SEND_CHUNK = 500  # events per POST of the burst
+MAX_STEADY_RATE = 20.0
+
+
+class PinnedInngestServer(InngestServer):
+    """`inngest start` pinned to one core (the driver's), so it does not compete with the SDK process."""
+
+    cpu: str | None = None
+
+    def command(self) -> list[str]:
+        return pinned(super().command(), self.cpu, True) if self.cpu else super().command()
+
+
+@dataclass
+class Side:
+    name: str
+    server: InngestServer
+    sdk: Server
+    function_id: str
+
+    def cpu(self) -> tuple[float, float]:
+        assert self.server.proc is not None
+        return cpu_seconds(self.server.proc.pid), cpu_seconds(self.sdk.pid)
+
+
+def server_args(prof: Profile) -> list[str]:
+    return ["--tick", str(prof.e2e_tick_ms), "--queue-workers", str(prof.e2e_queue_workers)]
+
+
+def start_side(env: Env, prof: Profile, name: str) -> Side:
+    server = PinnedInngestServer(
+        signing_key=env.signing_key, event_key=EVENT_KEY, poll_interval=0, extra_args=server_args(prof)
+    )
+    server.cpu = LOAD_CPU if env.pin else None
+    server.start()
+    try:
+        sdk = env.start_app_with_workflow(server.url) if name == "app" else env.start_baseline(api_base=server.url)
+        from app.sdk import signed_headers
+
+        status, _, body = http_request(sdk.port, "PUT", SERVE_PATH, b"", signed_headers(env.signing_key), timeout=60)
+        if status != 200 or b'"ok": true' not in body.replace(b'"ok":true', b'"ok": true'):
+            raise RuntimeError(f"{name}: sync gave {status} {body[:300]!r}")
+        fn = wait_until(lambda: server.functions().get(SLUG), 30, what=f"{SLUG} on {name}'s server")
+    except BaseException:
+        print(server.log_tail())
+        server.close()
+        raise
+    return Side(name, server, sdk, str(fn["id"]))
+
+
+def _ts(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def wait_finished(side: Side, total: int, timeout: float) -> None:
+    wait_until(
+        lambda: side.server.run_count(side.function_id) >= total,
+        timeout,
+        interval=0.25,
+        what=f"{total} finished runs of {SLUG} ({side.name})",
+    )
+
+
+def fetch_runs(side: Side, event_ids: list[str]) -> list[dict[str, Any]]:
+    """Each event's one run, from the REST API (after the clock stopped: not part of the timing)."""
+    with side.server.api() as api:
+        runs = [side.server.runs_for_event(event_id, api) for event_id in event_ids]
+    missing = sum(1 for r in runs if len(r) != 1)
+    if missing:
+        raise RuntimeError(f"{side.name}: {missing} events without exactly one run")
+    return [r[0] for r in runs]
+
+
+def burst(side: Side, events: int, timeout: float) -> dict[str, Any]:
+    before = side.server.run_count(side.function_id)
+    cpu_server, cpu_sdk = side.cpu()
+    batch = [{"name": E2E_EVENT, "data": {"n": n}} for n in range(events)]
+    started = time.time()
+    ids: list[str] = []
+    for i in range(0, events, SEND_CHUNK):
+        ids += side.server.send_many(batch[i : i + SEND_CHUNK])
+    sent = time.time()
+    wait_finished(side, before + events, timeout)
+    cpu_server_after, cpu_sdk_after = side.cpu()
+    runs = fetch_runs(side, ids)
+    failed = sum(1 for r in runs if r["status"] != "Completed")
+    last = max(_ts(r["ended_at"]) for r in runs)
+    elapsed = last - started
+    return {
+        "events": events,
+        "runs_per_second": rnd(events / elapsed, 2),
+        "seconds": rnd(elapsed, 3),
+        "send_seconds": rnd(sent - started, 3),
+        "not_completed": failed,
+        # CPU time per run over the burst: which process the work is in.
+        "server_cpu_ms_per_run": rnd((cpu_server_after - cpu_server) / events * 1000, 2),
+        "sdk_cpu_ms_per_run": rnd((cpu_sdk_after - cpu_sdk) / events * 1000, 2),
+        "sdk_core_utilisation": rnd((cpu_sdk_after - cpu_sdk) / elapsed, 3),
+        "server_core_utilisation": rnd((cpu_server_after - cpu_server) / elapsed, 3),
+    }
+
+
+def steady(side: Side, rate: float, duration: float, timeout: float) -> dict[str, Any]:
+    count = max(int(rate * duration), 2)
+    before = side.server.run_count(side.function_id)
+    sends: list[tuple[str, float]] = []
+    origin = time.perf_counter()
+    with httpx.Client(base_url=side.server.url, timeout=10) as http:
+        for n in range(count):
+            delay = origin + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            at = time.time()
+            answer = http.post(f"/e/{side.server.event_key}", json={"name": E2E_EVENT, "data": {"n": n}})
+            answer.raise_for_status()
+            sends.append((str(answer.json()["ids"][0]), at))
+    wait_finished(side, before + count, timeout)
+    runs = fetch_runs(side, [event_id for event_id, _ in sends])
+    latencies = [(_ts(run["ended_at"]) - at) * 1000 for run, (_, at) in zip(runs, sends, strict=True)]
+    return {
+        "events": count,
+        "rate_per_second": rnd(rate, 2),
+        "not_completed": sum(1 for r in runs if r["status"] != "Completed"),
+        "p50_ms": rnd(percentile(latencies, 50), 1),
+        "p99_ms": rnd(percentile(latencies, 99), 1),
+        "max_ms": rnd(max(latencies), 1),
+        "breakdown": breakdown(side, runs, sends),
+    }
+
+
+def breakdown(side: Side, runs: list[dict[str, Any]], sends: list[tuple[str, float]]) -> dict[str, Any]:
+    """Per run (medians over up to 20 steady runs): send -> run started, the server's calls to the SDK (its
+    spans: the HTTP round trip and the SDK's handling), and everything else until `ended_at` (scheduling)."""
+    rows: list[dict[str, float]] = []
+    for run, (_, at) in list(zip(runs, sends, strict=True))[:20]:
+        spans = sorted((_ts(a), _ts(b)) for a, b in side.server.step_times(run["run_id"]).values())
+        if not spans:
+            continue
+        total = _ts(run["ended_at"]) - at
+        in_calls = sum(b - a for a, b in spans)
+        rows.append(
+            {
+                "total_ms": total * 1000,
+                "to_first_call_ms": (spans[0][0] - at) * 1000,
+                "in_sdk_calls_ms": in_calls * 1000,
+                "between_calls_ms": sum(b[0] - a[1] for a, b in itertools.pairwise(spans)) * 1000,
+                "after_last_call_ms": (_ts(run["ended_at"]) - spans[-1][1]) * 1000,
+                "calls": len(spans),
+            }
+        )
+    if not rows:
+        return {}
+    out: dict[str, Any] = {k: rnd(statistics.median(r[k] for r in rows), 1) for k in rows[0]}
+    out["runs_sampled"] = len(rows)
+    out["scheduling_share"] = rnd(1 - out["in_sdk_calls_ms"] / out["total_ms"], 3) if out["total_ms"] else None
+    return out
+
+
+def _summary(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    def med(kind: str, key: str) -> float | None:
+        values = [r[name][kind][key] for r in rounds if r[name][kind].get(key) is not None]
+        return rnd(statistics.median(values), 2) if values else None
+
+    return {
+        "runs_per_second": med("burst", "runs_per_second"),
+        "latency_ms": {"p50": med("steady", "p50_ms"), "p99": med("steady", "p99_ms")},
+        "server_cpu_ms_per_run": med("burst", "server_cpu_ms_per_run"),
+        "sdk_cpu_ms_per_run": med("burst", "sdk_cpu_ms_per_run"),
+        "sdk_core_utilisation": med("burst", "sdk_core_utilisation"),
+        "server_core_utilisation": med("burst", "server_core_utilisation"),
+        "breakdown": rounds[-1][name]["steady"]["breakdown"],
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    return {"median": rnd(statistics.median(values), 3), "min": rnd(min(values), 3), "max": rnd(max(values), 3)}
+
+
+def run(env: Env, prof: Profile) -> dict[str, Any]:
+    names = ["baseline", "app"]
+    sides: dict[str, Side] = {}
+    try:
+        for name in names:
+            sides[name] = start_side(env, prof, name)
+    except BaseException:
+        for side in sides.values():
+            side.server.close()
+        raise
+    log(f"end to end: both synced to their own inngest start ({' '.join(server_args(prof))})")
+    timeout = max(120.0, prof.e2e_events / 2)
+    rounds: list[dict[str, Any]] = []
+    try:
+        for _ in range(prof.e2e_warmup):  # first runs: the server's and the SDK's first-use costs
+            for side in sides.values():
+                burst(side, 20, timeout)
+        for r in range(prof.e2e_rounds):
+            order = names if r % 2 == 0 else names[::-1]
+            entry: dict[str, Any] = {"order": order, **{name: {} for name in names}}
+            for name in order:
+                entry[name]["burst"] = burst(sides[name], prof.e2e_events, timeout)
+            # Low enough that runs do not queue up behind each other on this server.
+            slower = min(entry[name]["burst"]["runs_per_second"] for name in names)
+            rate = min(MAX_STEADY_RATE, max(1.0, round(slower * 0.4, 1)))
+            for name in order:
+                entry[name]["steady"] = steady(sides[name], rate, prof.e2e_steady_seconds, timeout)
+            app, base = entry["app"]["burst"], entry["baseline"]["burst"]
+            entry["ratio"] = rnd(app["runs_per_second"] / base["runs_per_second"], 3)
+            entry["p99_ratio"] = rnd(entry["app"]["steady"]["p99_ms"] / entry["baseline"]["steady"]["p99_ms"], 3)
+            log(
+                f"e2e round {r + 1}/{prof.e2e_rounds}: runs/s baseline {entry['baseline']['burst']['runs_per_second']}"
+                f" app {entry['app']['burst']['runs_per_second']} (x{entry['ratio']}) | at {rate}/s p99 baseline "
+                f"{entry['baseline']['steady']['p99_ms']} ms app {entry['app']['steady']['p99_ms']} ms"
+            )
+            rounds.append(entry)
+    finally:
+        for side in sides.values():
+            env.stop_tracked(side.sdk)
+            side.server.close()
+    result: dict[str, Any] = {name: _summary(rounds, name) for name in names}
+    result["ratio"] = rnd(statistics.median(r["ratio"] for r in rounds), 3)
+    result["ratio_spread"] = _spread([r["ratio"] for r in rounds])
+    result["p99_ratio"] = _spread([r["p99_ratio"] for r in rounds])
+    result["events"] = prof.e2e_events
+    result["rounds"] = rounds
+    result["steady_seconds"] = prof.e2e_steady_seconds
+    result["server"] = {
+        "binary": inngest_binary(),
+        "command": "inngest start --sqlite-dir <tmp> --poll-interval 0 " + " ".join(server_args(prof)),
+        "tick_ms": prof.e2e_tick_ms,
+        "queue_workers": prof.e2e_queue_workers,
+        "stack_defaults": {"tick_ms": TICK_MS, "queue_workers": QUEUE_WORKERS},
+        "pinned_cpu": LOAD_CPU if env.pin else None,
+    }
+    result["bound_by"] = bound_by(result)
+    return result
+
+
+def bound_by(result: dict[str, Any]) -> dict[str, Any]:
+    """Which process the burst's time went to: the one whose core was busy is the limit."""
+    app = result["app"]
+    server_util, sdk_util = app["server_core_utilisation"], app["sdk_core_utilisation"]
+    which = "server" if (server_util or 0) > (sdk_util or 0) else "app"
+    return {
+        "which": which,
+        "evidence": (
+            f"during the app's bursts the Inngest server used {server_util} of a core and "
+            f"{app['server_cpu_ms_per_run']} ms CPU per run; the app {sdk_util} of its core and "
+            f"{app['sdk_cpu_ms_per_run']} ms per run"
+        ),
+    }
