@@ -13,9 +13,17 @@ import secrets
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import httpx
 import inngest
+import inngest.fast_api
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from inngest._internal import net, transforms
 
 from app import sdk
 from tests.standin import protocol
@@ -143,3 +151,108 @@ def test_an_answer_refusing_the_events_is_rejected(event_api: str) -> None:
 def test_no_answer_at_all_is_unreachable() -> None:
     with pytest.raises(sdk.EventApiUnreachable):
         asyncio.run(sdk.send_events(make_client(f"http://127.0.0.1:{free_port()}"), [EVENT]))
+
+
+# --- fast paths over the SDK's internals (pinned to the version they were checked against) -------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=JSON, compact=st.booleans())
+def test_canonicalize_gives_the_sdks_bytes_for_any_json(value: object, compact: bool) -> None:
+    body = json.dumps(value, separators=(",", ":") if compact else None, ensure_ascii=compact).encode()
+    assert sdk.canonicalize(body) == sdk._sdk_canonicalize(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"a": NaN}', b'{"a": 1', '{"é": 1}'.encode("latin-1")])
+def test_canonicalize_leaves_what_is_not_json_to_the_sdk(body: bytes) -> None:
+    ours, theirs = sdk.canonicalize(body), sdk._sdk_canonicalize(body)
+    assert type(ours) is type(theirs) and str(ours) == str(theirs)
+
+
+def test_fast_paths_apply_to_the_pinned_sdk_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert version("inngest") == sdk.FAST_PATH_SDK_VERSION
+    assert sdk.install_fast_paths() and transforms.canonicalize is sdk.canonicalize
+    monkeypatch.setattr(sdk, "FAST_PATH_SDK_VERSION", "0.0.0")
+    monkeypatch.setattr(transforms, "canonicalize", sdk._sdk_canonicalize)
+    assert not sdk.install_fast_paths() and transforms.canonicalize is sdk._sdk_canonicalize
+    app = served(sdk.serve)  # another SDK version: its own FastAPI routes
+    assert not [r for r in app.routes if isinstance(getattr(r, "app", None), sdk.ServeEndpoint)]
+    assert [r for r in app.routes if isinstance(r, APIRoute) and r.path == "/api/inngest"]
+
+
+def served(serve: Any, streaming: bool = False) -> FastAPI:
+    client = make_client("http://127.0.0.1:1")
+    client.logger.setLevel("CRITICAL")
+
+    @client.create_function(fn_id="hello", trigger=inngest.TriggerEvent(event="t/hello"))
+    async def hello(ctx: inngest.Context) -> dict[str, Any]:
+        async def one() -> int:
+            return 1
+
+        first = await ctx.step.run("first", one)
+        return {"message": ctx.event.data.get("message"), "first": first}
+
+    app = FastAPI()
+    serve(app, client, [hello], serve_origin="http://app:8000", serve_path="/api/inngest", enable_unauthed_sync=False)
+    return app
+
+
+def call_body(steps: dict[str, Any]) -> bytes:
+    event = {"name": "t/hello", "data": {"message": "hé", "n": 1.5}, "id": "01E", "ts": 1_700_000_000_000}
+    ctx = {
+        "run_id": "01R",
+        "attempt": 0,
+        "disable_immediate_execution": False,
+        "use_api": False,
+        "stack": {"stack": list(steps), "current": len(steps)},
+    }
+    return json.dumps({"event": event, "events": [event], "steps": steps, "use_api": False, "ctx": ctx}).encode()
+
+
+async def exchange(
+    app: FastAPI, method: str, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, str], Any]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app:8000") as http:
+        res = await http.request(method, url, content=body, headers=headers)
+    # The response signature carries the second it was made, Server-Timing the durations; the rest must match
+    # byte for byte.
+    got = {k: v for k, v in res.headers.items() if k != "x-inngest-signature"}
+    if "server-timing" in got:
+        got["server-timing"] = re.sub(r";dur=\d+", "", got["server-timing"])
+    return res.status_code, got, res.content
+
+
+def test_serve_endpoint_answers_exactly_as_the_sdks_fastapi_routes() -> None:
+    ours, theirs = served(sdk.serve), served(inngest.fast_api.serve)
+    assert [r for r in ours.routes if isinstance(getattr(r, "app", None), sdk.ServeEndpoint)]
+    first_step = {"first": {"data": 1}}
+    url = "/api/inngest?fnId=sdk-test-hello&stepId=step"
+    cases = [
+        ("POST", url, call_body({}), True),  # runs the first step (206 and its opcode)
+        ("POST", url, call_body(first_step), True),  # the step is memoized: the function's result
+        ("POST", url, call_body({}), False),  # unsigned: 401
+        ("POST", url.replace("hello", "nope"), call_body({}), True),  # unknown function: the SDK's error
+        ("POST", url, b"{not json", True),
+        ("GET", "/api/inngest", b"", True),  # inspection
+        ("GET", "/api/inngest", b"", False),
+        ("PUT", "/api/inngest", b"", False),  # unsigned sync: refused
+    ]
+    for method, path, body, sign_it in cases:
+        headers = {"Content-Type": "application/json"}
+        if sign_it:  # the server signs the canonical JSON; a body that is not JSON as it is
+            signature = sdk.sign(body, KEY) if body != b"{not json" else net.sign_response(body, KEY)
+            assert isinstance(signature, str)
+            headers[sdk.SIGNATURE_HEADER] = signature
+        a = asyncio.run(exchange(ours, method, path, body, headers))
+        b = asyncio.run(exchange(theirs, method, path, body, headers))
+        assert a == b, (method, path, sign_it)

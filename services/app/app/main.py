@@ -9,10 +9,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
-import inngest.fast_api
 from fastapi import FastAPI
 
-from app import __version__, errors, events, health, tracing
+from app import __version__, errors, events, health, sdk, tracing
 from app.db import async_engine
 from app.effects import Ledger
 from app.event_auth import EventAuth, EventKeys
@@ -20,7 +19,7 @@ from app.functions import build_functions
 from app.functions.deps import Builder, Services
 from app.inngest_client import build_client
 from app.metrics import HttpMetrics, setup_metrics
-from app.sdk import callees, signed_headers
+from app.sdk import callees
 from app.serve_binding import Bindings
 from app.serve_guard import SignatureGuard
 from app.settings import Settings, bare_signing_key, settings_or_exit
@@ -60,6 +59,9 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
 
     # redirect_slashes=False: a redirect would turn the server's POST into a GET. The schema and its
     # browsers only in dev: elsewhere they would map the API for anyone who reaches the port.
+    # FastAPI's own OpenTelemetry layer is off: app.tracing instruments the app when an endpoint is set, and
+    # the native layer's check for configured providers (environment lookups on every request) cost ~20 us
+    # a request.
     docs = settings.is_dev
     app = FastAPI(
         title="app",
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.inngest = client  # the event API sends through it (one connection pool)
     app.state.lifecycle = lifecycle  # readiness and drain
@@ -77,7 +80,7 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     if not event_keys.configured and not event_keys.open:
         log.warning("event API closed: EVENT_API_KEYS is empty, so every POST %s gets 401", events.EVENTS_PATH)
 
-    inngest.fast_api.serve(
+    sdk.serve(
         app,
         client,
         functions,
@@ -125,7 +128,7 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app.internal", timeout=30) as http:
         # Production mode answers only signed requests, like the server's own.
-        headers = signed_headers(settings.signing_key)
+        headers = sdk.signed_headers(settings.signing_key)
         while not lifecycle.ready:
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(settings.inngest_serve_path, headers=headers)).status_code == 200:
