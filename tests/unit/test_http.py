@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import secrets
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
+from tests.support import wait_until
 from tests.support.metrics import registry_text
 
 from .conftest import SIGNING_KEY, fn_url, run_body, signed
@@ -291,3 +293,14 @@ def test_http_metrics_label_by_route_template_including_guarded_answers(client_f
     assert count("none", "GET", "404") == before["unknown"] + 2  # raw unknown paths never become labels
     assert count("/readyz", "GET", "200") == before["ready"] + 1
     assert sample("http_request_duration_seconds_count", {"handler": "/readyz", "method": "GET", "status": "200"}) >= 1
+
+
+def test_startup_heap_is_frozen_once_ready(client_factory: Client) -> None:
+    """Full collections under load walked every startup object (the app's p99): frozen once the app is ready."""
+    gc.unfreeze()
+    try:
+        client = client_factory("self-hosted")
+        wait_until(lambda: client.get("/readyz").status_code == 200, 10, what="/readyz 200")
+        assert gc.get_freeze_count() > 10_000  # modules, the app, its routes: everything startup made
+    finally:
+        gc.unfreeze()

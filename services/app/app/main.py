@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -122,6 +123,17 @@ def create_app(settings: Settings | None = None, builders: Sequence[Builder] | N
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, app, settings: all of startup) out of the collector's reach.
+
+    The SDK leaves ~50 objects in reference cycles per request, so the collector runs all the time; its full
+    (oldest-generation) passes walked every object startup made: pauses of 30-150 ms under load, the app's p99.
+    Frozen objects are never scanned again, and they are not garbage: nothing is lost (gc.freeze docs).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Lifecycle) -> None:
     """Ready once the serve endpoint answers; then (optionally) register with the server until ok."""
     # In-process calls through the whole ASGI stack: no dependency on how the socket is bound.
@@ -135,6 +147,7 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
                     lifecycle.ready = True
                     break
             await asyncio.sleep(0.05)
+        freeze_startup_heap()
         log.info("ready", extra={"mode": settings.inngest_mode.value, "functions": lifecycle.functions})
         if settings.sync_on_startup:
             await sync_until(

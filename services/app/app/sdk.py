@@ -178,6 +178,8 @@ class ServeEndpoint:
             request_url=str(URL(scope=scope)),
             serve_origin=self.serve_origin,
             serve_path=self.serve_path,
+            is_connect=False,
+            timings=net.ServerTimings(),  # given: pydantic inspects a default factory's signature on every call
         )
         method = scope["method"]
         if method == "POST":
