@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
     parser.add_argument("--e2e-tick", type=int, help="inngest start --tick for the end-to-end phase (ms)")
     parser.add_argument("--e2e-queue-workers", type=int, help="inngest start --queue-workers (end to end)")
     parser.add_argument(
+        "--e2e-data", choices=("tmpfs", "disk"), help="the servers' SQLite directory (default tmpfs: /dev/shm)"
+    )
+    parser.add_argument(
         "--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all; partial runs are not references)"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep server logs (path printed)")
@@ -66,6 +69,7 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
     prof.e2e_rounds = args.e2e_rounds or prof.e2e_rounds
     prof.e2e_tick_ms = args.e2e_tick or prof.e2e_tick_ms
     prof.e2e_queue_workers = args.e2e_queue_workers or prof.e2e_queue_workers
+    prof.e2e_data = args.e2e_data or prof.e2e_data
     phases = tuple(args.phases.split(",")) if args.phases else PHASES
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
@@ -88,7 +92,8 @@ def config(prof: Profile) -> dict[str, Any]:
             "events": prof.e2e_events,
             "rounds": prof.e2e_rounds,
             "steady_seconds": prof.e2e_steady_seconds,
-            "server": f"inngest start, SQLite, --tick {prof.e2e_tick_ms} --queue-workers {prof.e2e_queue_workers}",
+            "server": f"inngest start, SQLite on {prof.e2e_data}, --tick {prof.e2e_tick_ms} "
+            f"--queue-workers {prof.e2e_queue_workers}",
         },
     }
 

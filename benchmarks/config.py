@@ -59,6 +59,7 @@ class Profile:
     e2e_warmup: int = 1  # bursts of 20 runs per side before the rounds
     e2e_tick_ms: int = 150  # inngest start --tick (the server's default, which the stack keeps)
     e2e_queue_workers: int = 100  # inngest start --queue-workers (likewise)
+    e2e_data: str = "tmpfs"  # where the servers keep SQLite: tmpfs (/dev/shm, if present) or disk
     sync_sizes: tuple[int, ...] = (10, 100, 500)
     metrics_functions: int = 50
 
@@ -68,7 +69,7 @@ class Profile:
         # sync repeats (end to end: the fields above, fewer in quick mode)
         if quick:
             short = cls(True, 2, 2, 1, 32, 2_000, 2, 30, 2)
-            short.e2e_events, short.e2e_rounds, short.e2e_steady_seconds, short.e2e_warmup = 200, 1, 5, 0
+            short.e2e_events, short.e2e_rounds, short.e2e_steady_seconds = 200, 1, 5
             return short
         return cls(False, 5, 10, 3, 32, 20_000, 5, 300, 10)
 

@@ -151,7 +151,7 @@ class Env:
                 "SHUTDOWN_DRAIN_SECONDS": "0",
                 "GRACEFUL_SHUTDOWN_TIMEOUT": "5",
                 # Not the default /tmp file: other runs on the machine may use that one.
-                "SIDE_EFFECTS_DB": str(self.workdir / f"side-effects-{port}.sqlite3"),
+                "SIDE_EFFECTS_DB": str(self.workdir / "side-effects.sqlite3"),
             }
         )
         if api_base:  # a real server on this host calls the app back over loopback
