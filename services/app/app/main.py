@@ -27,6 +27,7 @@ from app.settings import Settings, bare_signing_key, settings_or_exit
 from app.sync import SyncObserver, sync_until
 
 log = logging.getLogger("app")
+FREEZE_AFTER_READY_SECONDS = 1.0
 
 
 def create_app(settings: Settings | None = None, builders: Sequence[Builder] | None = None) -> FastAPI:
@@ -147,7 +148,8 @@ async def _become_ready(app: FastAPI, settings: Settings, lifecycle: health.Life
                     lifecycle.ready = True
                     break
             await asyncio.sleep(0.05)
-        freeze_startup_heap()
+        # Shortly after, not now: the collection before the freeze (~50 ms) would hold up the first probes.
+        asyncio.get_running_loop().call_later(FREEZE_AFTER_READY_SECONDS, freeze_startup_heap)
         log.info("ready", extra={"mode": settings.inngest_mode.value, "functions": lifecycle.functions})
         if settings.sync_on_startup:
             await sync_until(

@@ -12,23 +12,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_delay,
-    stop_never,
-    wait_exponential_jitter,
-)
-from tenacity.stop import StopBaseT
 
 from app import metrics
 from app.logs import configure_logging
 from app.sdk import hash_signing_key, signed_headers
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+    from tenacity.stop import StopBaseT
 
 log = logging.getLogger("app.sync")
 
@@ -118,6 +114,9 @@ async def sync_until(
 
     `progress` hears about every failed attempt that will be retried (attempt number, its result).
     """
+
+    # Imported here: only the sync paths retry, and the app's startup need not load it (~20 ms).
+    from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, stop_never, wait_exponential_jitter
 
     def again(result: SyncResult) -> bool:
         if result.ok:
