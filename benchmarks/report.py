@@ -81,26 +81,27 @@ def _end_to_end(result: Result) -> list[Row]:
     base, app = e2e["baseline"], e2e["app"]
     spread, p99 = e2e["ratio_spread"], e2e["p99_ratio"]
     rounds = len(e2e["rounds"])
-    rate = e2e["rounds"][-1]["app"]["steady"]["rate_per_second"]
+    rates = sorted(r["app"]["steady"]["rate_per_second"] for r in e2e["rounds"])
+    rate = f"{rates[0]:g}/s" if rates[0] == rates[-1] else f"{rates[0]:g}-{rates[-1]:g}/s"
     return [
         (
             f"e2e completed runs/s ({e2e['events']:,}-event burst, 3 steps, median of {rounds})",
             f"{base['runs_per_second']:.2f}",
             f"{app['runs_per_second']:.2f}",
-            f"x{spread['median']:.2f}, rounds {spread['min']:.2f}-{spread['max']:.2f}; "
+            f"x{spread['median']:.3f}, rounds {spread['min']:.3f}-{spread['max']:.3f}; "
             + cell("e2e_runs_ratio", result),
         ),
         (
-            f"e2e event -> Completed p50 ms (at {rate:g}/s)",
+            f"e2e event -> Completed p50 ms (at {rate})",
             f"{base['latency_ms']['p50']:.0f}",
             f"{app['latency_ms']['p50']:.0f}",
             "",
         ),
         (
-            f"e2e event -> Completed p99 ms (at {rate:g}/s)",
+            f"e2e event -> Completed p99 ms (at {rate})",
             f"{base['latency_ms']['p99']:.0f}",
             f"{app['latency_ms']['p99']:.0f}",
-            f"x{p99['median']:.2f}, rounds {p99['min']:.2f}-{p99['max']:.2f}; " + cell("e2e_p99_not_worse", result),
+            f"x{p99['median']:.3f}, rounds {p99['min']:.3f}-{p99['max']:.3f}; " + cell("e2e_p99_not_worse", result),
         ),
         (
             "e2e CPU ms per run: Inngest server / SDK process",
