@@ -42,8 +42,17 @@ def http_request(
     own = conn is None
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request(method, path, body=body, headers=headers or {})
-        res = c.getresponse()
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            res = c.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            if own:
+                raise
+            # A kept-alive connection the app closed meanwhile (HTTP_IDLE_TIMEOUT_SECONDS on a busy machine):
+            # reconnect once, as HTTP clients do.
+            c.close()
+            c.request(method, path, body=body, headers=headers or {})
+            res = c.getresponse()
         data = res.read()
         return res.status, {k.lower(): v for k, v in res.getheaders()}, data
     finally:
