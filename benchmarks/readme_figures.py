@@ -26,7 +26,8 @@ def describe(result: dict[str, Any], source: str) -> str:
     kind = "`make bench QUICK=1`" if result["quick"] else "`make bench`"
     pkgs = m["packages"]
     return (
-        f"From `{source}`: one {kind} run at {result['generated_at']}, {c['rounds']} alternating rounds of "
+        f"From `{source}`: one {kind} run at {result['generated_at']} (commit {m.get('git_commit')}, "
+        f"{result.get('elapsed_s', 0) / 60:.0f} minutes), {c['rounds']} alternating rounds of "
         f"{c['duration_s']} s at {c['connections']} connections, {c['invocations_for_rss']:,} invocations for "
         f"RSS{_e2e(result)}. Machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_mb']:,} MB, "
         f"kernel {m['kernel']}, "
@@ -45,7 +46,8 @@ def _e2e(result: dict[str, Any]) -> str:
     return (
         f"; end to end, {len(e2e['rounds'])} alternating rounds of a {e2e['events']:,}-event burst and "
         f"{e2e['steady_seconds']} s of steady events per side, each side synced to its own `inngest start` "
-        f"(SQLite, --tick {e2e['server']['tick_ms']} --queue-workers {e2e['server']['queue_workers']})"
+        f"(SQLite on {e2e['server'].get('sqlite_dir', 'disk')}, --tick {e2e['server']['tick_ms']} "
+        f"--queue-workers {e2e['server']['queue_workers']})"
     )
 
 

@@ -136,13 +136,13 @@ def _startup_and_memory(result: Result) -> list[Row]:
                 "RSS growth MB",
                 f"{mem['baseline']['growth_mb']:.1f}",
                 f"{mem['app']['growth_mb']:.1f}",
-                cell("rss_growth", result),
+                "from the fresh process: first-use allocations included",
             ),
             (
                 f"RSS growth after the first {mem['first_calls']:,} calls MB",
                 f"{mem['baseline']['growth_after_first_calls_mb']:.1f}",
                 f"{mem['app']['growth_after_first_calls_mb']:.1f}",
-                "first-use allocations excluded",
+                "after warm-up; " + cell("rss_growth", result),
             ),
         ]
         if "rss_after_all_mb" in mem["app"]:

@@ -277,10 +277,11 @@ def one_round(env: Env, prof: Profile, order: list[str], timeout: float) -> dict
     sides = start_sides(env, prof, sorted(order))
     entry: dict[str, Any] = {"order": order, **{name: {} for name in order}}
     try:
-        for _ in range(prof.e2e_warmup):  # first runs: the server's and the SDK's first-use costs
-            for name in order:
-                burst(sides[name], 20, timeout)
         for name in order:
+            # Each side warms up right before its own burst: warmed at the round's start, the second side
+            # then sat idle through the first one's burst and went slower (in 8 of 8 rounds measured).
+            for _ in range(prof.e2e_warmup):  # first runs: the server's and the SDK's first-use costs
+                burst(sides[name], 20, timeout)
             settle(sides)
             entry[name]["burst"] = burst(sides[name], prof.e2e_events, timeout)
         # Low enough that runs do not queue up behind each other on this server.
