@@ -7,11 +7,10 @@ Variants switch parts of the app off, so each part's cost is the difference to `
     python benchmarks/asgi_cost.py [--requests 400] [--batches 15] [--profile out.pstats] VARIANT
 
 VARIANT: baseline | app | app-no-http-metrics | app-no-sdk-middleware | app-no-log |
-         app-no-own-middleware | app-no-sdk-signature-check | app-cached-metric-labels
+         app-no-own-middleware | app-no-sdk-signature-check
 
-The last two are what changes elsewhere would gain: the SDK's own signature check skipped (once the guard in
-front of it verifies the HMAC, that check is the second of two), and the HTTP metrics' labelled children
-looked up once per label set instead of on every request.
+The last one is what a change elsewhere would gain: the SDK's own signature check skipped (the guard in
+front of it verifies the HMAC, so that check is the second of two).
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ VARIANTS = (
     "app-no-log",
     "app-no-own-middleware",
     "app-no-sdk-signature-check",
-    "app-cached-metric-labels",
 )
 
 
@@ -98,8 +96,6 @@ def build(variant: str, key: str) -> Any:
         from inngest._internal import net
 
         net.validate_request_sig = lambda **kw: kw["signing_key"]
-    if variant == "app-cached-metric-labels":
-        _cache_metric_children(metrics)
     if variant == "app-no-own-middleware":
         import fastapi
 
@@ -112,43 +108,6 @@ def build(variant: str, key: str) -> Any:
 
         fastapi.FastAPI.add_middleware = skip_own
     return create_app(settings)
-
-
-def _cache_metric_children(metrics: Any) -> None:
-    """HttpMetrics with the (counter, histogram) children of each label set kept in a dict."""
-    import time
-
-    children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-
-    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def observe(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observe)
-        finally:
-            handler = getattr(scope.get("route"), "path", None) or scope["path"]
-            if handler not in self.excluded:
-                labels = (handler, scope["method"], str(status))
-                pair = children.get(labels)
-                if pair is None:
-                    pair = children[labels] = (
-                        metrics.HTTP_REQUESTS.labels(*labels),
-                        metrics.HTTP_DURATION.labels(*labels),
-                    )
-                pair[0].inc()
-                pair[1].observe(time.perf_counter() - started)
-
-    metrics.HttpMetrics.__call__ = call
 
 
 async def drive(
