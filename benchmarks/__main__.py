@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
         "--e2e-data", choices=("tmpfs", "disk"), help="the servers' SQLite directory (default tmpfs: /dev/shm)"
     )
     parser.add_argument(
+        "--e2e-layout",
+        choices=("one-core", "split"),
+        help="cores of the end-to-end phase: each side's server and SDK on one (default), or split over two",
+    )
+    parser.add_argument(
         "--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all; partial runs are not references)"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep server logs (path printed)")
@@ -70,6 +75,7 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
     prof.e2e_tick_ms = args.e2e_tick or prof.e2e_tick_ms
     prof.e2e_queue_workers = args.e2e_queue_workers or prof.e2e_queue_workers
     prof.e2e_data = args.e2e_data or prof.e2e_data
+    prof.e2e_layout = args.e2e_layout or prof.e2e_layout
     phases = tuple(args.phases.split(",")) if args.phases else PHASES
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
@@ -94,6 +100,7 @@ def config(prof: Profile) -> dict[str, Any]:
             "steady_seconds": prof.e2e_steady_seconds,
             "server": f"inngest start, SQLite on {prof.e2e_data}, --tick {prof.e2e_tick_ms} "
             f"--queue-workers {prof.e2e_queue_workers}",
+            "layout": prof.e2e_layout,
         },
     }
 
@@ -113,6 +120,11 @@ def measure(env: Env, prof: Profile, result: dict[str, Any], phases: tuple[str, 
         result["throughput"] = throughput.run(env, prof, servers, body, hdrs)
         if "memory" in result:
             memory.add_steady_state(result["memory"], servers["app"], prof, result["throughput"])
+        log("the same call on a new connection each time, as the Inngest server makes it")
+        close = throughput.new_connection_per_call(hdrs)
+        result["throughput_new_connections"] = throughput.run(
+            env, prof, servers, body, close, rounds_wanted=max(2, prof.rounds - 2)
+        )
         env.check_alive()
     if "events" in phases:
         result["events"] = events.run(env, prof, servers["app"])

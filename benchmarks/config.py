@@ -55,11 +55,12 @@ class Profile:
     sync_repeats: int
     e2e_events: int = 2_000  # the burst of the end-to-end phase
     e2e_rounds: int = 3
-    e2e_steady_seconds: int = 30
+    e2e_steady_seconds: int = 60  # ~500 runs at the steady rate: its p99 is not one or two outliers
     e2e_warmup: int = 1  # bursts of 20 runs per side before the rounds
     e2e_tick_ms: int = 150  # inngest start --tick (the server's default, which the stack keeps)
     e2e_queue_workers: int = 100  # inngest start --queue-workers (likewise)
     e2e_data: str = "tmpfs"  # where the servers keep SQLite: tmpfs (/dev/shm, if present) or disk
+    e2e_layout: str = "one-core"  # each side's server and SDK on one core, or split over two (end_to_end.py)
     sync_sizes: tuple[int, ...] = (10, 100, 500)
     metrics_functions: int = 50
 

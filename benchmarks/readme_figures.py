@@ -47,8 +47,14 @@ def _e2e(result: dict[str, Any]) -> str:
         f"; end to end, {len(e2e['rounds'])} alternating rounds of a {e2e['events']:,}-event burst and "
         f"{e2e['steady_seconds']} s of steady events per side, each side synced to its own `inngest start` "
         f"(SQLite on {e2e['server'].get('sqlite_dir', 'disk')}, --tick {e2e['server']['tick_ms']} "
-        f"--queue-workers {e2e['server']['queue_workers']})"
+        f"--queue-workers {e2e['server']['queue_workers']}){_LAYOUTS.get(e2e['server'].get('layout'), '')}"
     )
+
+
+_LAYOUTS = {
+    "one-core": ", each side's server and SDK process sharing one core",
+    "split": ", the servers on one core and the SDK processes on the other",
+}
 
 
 def render(readme: str, result: dict[str, Any], source: str) -> str:

@@ -76,6 +76,27 @@ def _throughput(result: Result) -> list[Row]:
     ]
 
 
+def _new_connections(result: Result) -> list[Row]:
+    tp = result.get("throughput_new_connections")
+    if not tp:
+        return []
+    return [
+        (
+            "step invocations req/s, a new connection per call (as the server calls)",
+            f"{tp['baseline']['rps']:.0f}",
+            f"{tp['app']['rps']:.0f}",
+            f"x{tp['ratio_median']:.2f}, rounds {tp['ratio_min']:.2f}-{tp['ratio_max']:.2f}; p99 ratio "
+            f"x{tp['p99_ratio_median']:.2f}",
+        ),
+        (
+            "CPU µs per invocation, a new connection per call",
+            f"{tp['baseline']['cpu_us_per_request']:.0f}",
+            f"{tp['app']['cpu_us_per_request']:.0f}",
+            f"baseline/app x{tp['cpu_ratio_median']:.2f}",
+        ),
+    ]
+
+
 def _end_to_end(result: Result) -> list[Row]:
     e2e = result["end_to_end"]
     base, app = e2e["baseline"], e2e["app"]
@@ -195,7 +216,7 @@ def rows(result: Result) -> list[Row]:
     """The table's rows; the sections of phases that did not run (--phases) are left out."""
     out: list[Row] = []
     if "throughput" in result:
-        out += _throughput(result)
+        out += _throughput(result) + _new_connections(result)
     if "end_to_end" in result:
         out += _end_to_end(result)
     return out + _startup_and_memory(result) + _app_only(result)

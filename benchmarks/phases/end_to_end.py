@@ -2,9 +2,14 @@
 
 The app and the baseline each get their own `inngest start` (SQLite in a directory of its own, loopback, the
 same flags), each synced by a signed PUT, both serving the same three-step workflow
-(`bench_functions.three_steps`). The SDK processes sit on the servers' core, as in the throughput rounds; the
-Inngest servers and this driver share the other core. Every round starts both sides afresh (new servers,
-empty SQLite) and the rounds alternate which side goes first.
+(`bench_functions.three_steps`). Every round starts both sides afresh (new servers, empty SQLite) and the
+rounds alternate which side goes first.
+
+Cores (`--e2e-layout`): by default (`one-core`) each side's Inngest server and SDK process share core 0, as
+the stack shares one host's cores under `make up`, and this driver has core 1, as wrk has in the throughput
+rounds: a run's whole cost, the server's scheduling and the SDK's steps, comes out of one core, so CPU the
+SDK saves per run is CPU the server gets. `split` gives the servers the driver's core and the SDKs core 0
+of their own: the server alone sets the pace, and the SDK shows only in its own CPU and latency.
 
 - burst: N events sent at once; runs/s = N / (first event sent -> last run's `ended_at`), both instants from
   this host's clock, the end from the server's REST API (`/v1/events/{id}/runs`).
@@ -30,7 +35,7 @@ from typing import Any
 import httpx
 
 from benchmarks.bench_functions import E2E_EVENT, E2E_FN_ID
-from benchmarks.config import APP_ID, EVENT_KEY, LOAD_CPU, SERVE_PATH, Profile, log
+from benchmarks.config import APP_ID, EVENT_KEY, LOAD_CPU, SERVE_PATH, SERVER_CPU, Profile, log
 from benchmarks.procs import Env, Server, cpu_seconds, http_request, pinned
 from benchmarks.stats import percentile, rnd
 from tests.support import wait_until
@@ -46,8 +51,16 @@ SEND_CHUNK = 500  # events per POST of the burst
 MAX_STEADY_RATE = 20.0
 
 
+LAYOUTS = ("one-core", "split")
+
+
+def server_cpu(prof: Profile) -> str:
+    """The Inngest servers' core: the SDKs' (one-core) or the driver's (split)."""
+    return SERVER_CPU if prof.e2e_layout == "one-core" else LOAD_CPU
+
+
 class PinnedInngestServer(InngestServer):
-    """`inngest start` pinned to one core (the driver's), so it does not compete with the SDK process."""
+    """`inngest start` pinned to one core (`server_cpu`)."""
 
     cpu: str | None = None
 
@@ -90,7 +103,7 @@ def start_side(env: Env, prof: Profile, name: str) -> Side:
         extra_args=server_args(prof),
         data_dir=data_dir(env, prof, name),
     )
-    server.cpu = LOAD_CPU if env.pin else None
+    server.cpu = server_cpu(prof) if env.pin else None
     server.start()
     try:
         sdk = env.start_app_with_workflow(server.url) if name == "app" else env.start_baseline(api_base=server.url)
@@ -326,7 +339,8 @@ def run(env: Env, prof: Profile) -> dict[str, Any]:
         "tick_ms": prof.e2e_tick_ms,
         "queue_workers": prof.e2e_queue_workers,
         "stack_defaults": {"tick_ms": TICK_MS, "queue_workers": QUEUE_WORKERS},
-        "pinned_cpu": LOAD_CPU if env.pin else None,
+        "layout": prof.e2e_layout,
+        "cpus": {"inngest_servers": server_cpu(prof), "sdks": SERVER_CPU, "driver": LOAD_CPU} if env.pin else None,
     }
     result["bound_by"] = bound_by(result)
     return result

@@ -29,18 +29,32 @@ def check_invocation(server: Server, body: bytes, headers: dict[str, str]) -> di
     }
 
 
+def new_connection_per_call(hdrs: dict[str, str]) -> dict[str, str]:
+    """The server's way: it opens a connection for every call to the SDK and closes it after the answer
+    (its HTTP transport disables keep-alive), so accept and teardown are part of every step's cost. wrk
+    reconnects after each answer to a request saying `Connection: close`."""
+    return {**hdrs, "Connection": "close"}
+
+
 def load(env: Env, prof: Profile, server: Server, body: bytes, hdrs: dict[str, str], duration: int) -> WrkResult:
     return run_wrk(
         env, server.port, STEP_PATH, duration=duration, connections=prof.connections, body=body, headers=hdrs
     )
 
 
-def run(env: Env, prof: Profile, servers: dict[str, Server], body: bytes, hdrs: dict[str, str]) -> dict[str, Any]:
+def run(
+    env: Env,
+    prof: Profile,
+    servers: dict[str, Server],
+    body: bytes,
+    hdrs: dict[str, str],
+    rounds_wanted: int | None = None,
+) -> dict[str, Any]:
     names = list(servers)
     for name in names:  # warm both (JIT-less, but caches, lazy imports, connection setup)
         load(env, prof, servers[name], body, hdrs, prof.warmup)
     rounds: list[dict[str, Any]] = []
-    for r in range(prof.rounds):
+    for r in range(rounds_wanted or prof.rounds):
         order = names if r % 2 == 0 else names[::-1]
         entry: dict[str, Any] = {"order": order}
         for name in order:

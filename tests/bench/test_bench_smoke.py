@@ -22,6 +22,7 @@ TOP_LEVEL = {
     "config",
     "checks",
     "throughput",
+    "throughput_new_connections",
     "memory",
     "events",
     "metrics",
@@ -63,6 +64,9 @@ def test_make_bench_quick(tmp_path: Path) -> None:
         assert throughput[server]["rps"] > 0
     assert throughput["ratio_median"] > 0
     assert len(throughput["rounds"]) >= 2
+    reconnecting = result["throughput_new_connections"]  # the same call, one connection each, as the server calls
+    assert all(reconnecting[server]["rps"] > 0 for server in ("baseline", "app"))
+    assert len(reconnecting["rounds"]) >= 2
     assert {"idle_rss_mb", "rss_after_mb", "growth_mb"} <= result["memory"]["app"].keys()
     assert result["cold_start"]["app_readyz_s"] > 0
     assert result["metrics"]["with_functions"]["median_ms"] > 0
@@ -75,6 +79,9 @@ def test_make_bench_quick(tmp_path: Path) -> None:
         for entry in e2e["rounds"]:
             assert entry[side]["burst"]["not_completed"] == 0 and entry[side]["steady"]["not_completed"] == 0
     assert e2e["ratio"] > 0 and e2e["rounds"][0]["app"]["burst"]["events"] == 200
+    cpus = e2e["server"]["cpus"]  # one-core layout: each side's server and SDK on one core, the driver apart
+    assert e2e["server"]["layout"] == "one-core"
+    assert cpus is None or (cpus["inngest_servers"] == cpus["sdks"] != cpus["driver"])
     for target in result["targets"].values():
         assert {"target", "value", "met"} <= target.keys()
     # Quick mode is the one meant for every test run: keep it short (generous bound for a busy machine; the
