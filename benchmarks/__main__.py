@@ -51,8 +51,8 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
     parser.add_argument("--connections", type=int)
     parser.add_argument("--e2e-events", type=int, help="events in each end-to-end burst")
     parser.add_argument("--e2e-rounds", type=int, help="end-to-end rounds (a burst and a steady run per side)")
-    parser.add_argument("--e2e-tick", type=int, help="inngest start --tick for the end-to-end phase (ms)")
-    parser.add_argument("--e2e-queue-workers", type=int, help="inngest start --queue-workers (end to end)")
+    parser.add_argument("--e2e-tick", type=int, help="the end-to-end servers' queue poll interval, INNGEST_TICK (ms)")
+    parser.add_argument("--e2e-queue-workers", type=int, help="the end-to-end servers' INNGEST_QUEUE_WORKERS")
     parser.add_argument(
         "--e2e-data", choices=("tmpfs", "disk"), help="the servers' SQLite directory (default tmpfs: /dev/shm)"
     )
@@ -98,8 +98,8 @@ def config(prof: Profile) -> dict[str, Any]:
             "events": prof.e2e_events,
             "rounds": prof.e2e_rounds,
             "steady_seconds": prof.e2e_steady_seconds,
-            "server": f"inngest start, SQLite on {prof.e2e_data}, --tick {prof.e2e_tick_ms} "
-            f"--queue-workers {prof.e2e_queue_workers}",
+            "server": f"inngest start, SQLite on {prof.e2e_data}, INNGEST_TICK={prof.e2e_tick_ms} "
+            f"INNGEST_QUEUE_WORKERS={prof.e2e_queue_workers}",
             "layout": prof.e2e_layout,
         },
     }

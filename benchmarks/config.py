@@ -22,6 +22,11 @@ EVENT_API_TOKEN = "bench-event-api-token-0001"  # the event API caller (EVENT_AP
 # Registered URL only (the app validates it is not loopback); nothing connects to it during the run.
 SERVE_ORIGIN = "http://app:8000"
 
+# The stack's `inngest start` settings (INNGEST_TICK in docker-compose.yml and deploy/k8s; the server's
+# default worker count), which the end-to-end phase uses unless told otherwise (tests/k8s checks they agree).
+STACK_TICK_MS = 50
+STACK_QUEUE_WORKERS = 100
+
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 
@@ -57,8 +62,8 @@ class Profile:
     e2e_rounds: int = 3
     e2e_steady_seconds: int = 60  # ~500 runs at the steady rate: its p99 is not one or two outliers
     e2e_warmup: int = 1  # bursts of 20 runs per side before the rounds
-    e2e_tick_ms: int = 150  # inngest start --tick (the server's default, which the stack keeps)
-    e2e_queue_workers: int = 100  # inngest start --queue-workers (likewise)
+    e2e_tick_ms: int = STACK_TICK_MS  # the server's queue poll interval (INNGEST_TICK)
+    e2e_queue_workers: int = STACK_QUEUE_WORKERS  # its executor workers (INNGEST_QUEUE_WORKERS)
     e2e_data: str = "tmpfs"  # where the servers keep SQLite: tmpfs (/dev/shm, if present) or disk
     e2e_layout: str = "one-core"  # each side's server and SDK on one core, or split over two (end_to_end.py)
     sync_sizes: tuple[int, ...] = (10, 100, 500)

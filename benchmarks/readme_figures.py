@@ -46,8 +46,8 @@ def _e2e(result: dict[str, Any]) -> str:
     return (
         f"; end to end, {len(e2e['rounds'])} alternating rounds of a {e2e['events']:,}-event burst and "
         f"{e2e['steady_seconds']} s of steady events per side, each side synced to its own `inngest start` "
-        f"(SQLite on {e2e['server'].get('sqlite_dir', 'disk')}, --tick {e2e['server']['tick_ms']} "
-        f"--queue-workers {e2e['server']['queue_workers']}){_LAYOUTS.get(e2e['server'].get('layout'), '')}"
+        f"(SQLite on {e2e['server'].get('sqlite_dir', 'disk')}, a {e2e['server']['tick_ms']} ms queue poll "
+        f"interval, {e2e['server']['queue_workers']} queue workers){_LAYOUTS.get(e2e['server'].get('layout'), '')}"
     )
 
 

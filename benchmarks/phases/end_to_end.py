@@ -35,17 +35,23 @@ from typing import Any
 import httpx
 
 from benchmarks.bench_functions import E2E_EVENT, E2E_FN_ID
-from benchmarks.config import APP_ID, EVENT_KEY, LOAD_CPU, SERVE_PATH, SERVER_CPU, Profile, log
+from benchmarks.config import (
+    APP_ID,
+    EVENT_KEY,
+    LOAD_CPU,
+    SERVE_PATH,
+    SERVER_CPU,
+    STACK_QUEUE_WORKERS,
+    STACK_TICK_MS,
+    Profile,
+    log,
+)
 from benchmarks.procs import Env, Server, cpu_seconds, http_request, pinned
 from benchmarks.stats import percentile, rnd
 from tests.support import wait_until
 from tests.support.inngest import InngestServer, inngest_binary
 
 SLUG = f"{APP_ID}-{E2E_FN_ID}"
-# The stack runs `inngest start` with the server's defaults for these two (docker-compose.yml, deploy/); the
-# runner passes them explicitly (--e2e-tick, --e2e-queue-workers change them), so the results name them.
-TICK_MS = 150
-QUEUE_WORKERS = 100
 TMPFS = Path("/dev/shm")
 SEND_CHUNK = 500  # events per POST of the burst
 MAX_STEADY_RATE = 20.0
@@ -80,8 +86,13 @@ class Side:
         return cpu_seconds(self.server.proc.pid), cpu_seconds(self.sdk.pid)
 
 
+def server_env(prof: Profile) -> dict[str, str]:
+    """The poll interval and worker count, set the way the stack sets them (environment variables)."""
+    return {"INNGEST_TICK": str(prof.e2e_tick_ms), "INNGEST_QUEUE_WORKERS": str(prof.e2e_queue_workers)}
+
+
 def server_args(prof: Profile) -> list[str]:
-    return ["--tick", str(prof.e2e_tick_ms), "--queue-workers", str(prof.e2e_queue_workers)]
+    return [f"{k}={v}" for k, v in server_env(prof).items()]
 
 
 def data_dir(env: Env, prof: Profile, name: str) -> Path:
@@ -100,7 +111,7 @@ def start_side(env: Env, prof: Profile, name: str) -> Side:
         signing_key=env.signing_key,
         event_key=EVENT_KEY,
         poll_interval=0,
-        extra_args=server_args(prof),
+        env=server_env(prof),
         data_dir=data_dir(env, prof, name),
     )
     server.cpu = server_cpu(prof) if env.pin else None
@@ -334,11 +345,11 @@ def run(env: Env, prof: Profile) -> dict[str, Any]:
     result["steady_seconds"] = prof.e2e_steady_seconds
     result["server"] = {
         "binary": inngest_binary(),
-        "command": "inngest start --sqlite-dir <dir> --poll-interval 0 " + " ".join(server_args(prof)),
+        "command": " ".join(server_args(prof)) + " inngest start --sqlite-dir <dir> --poll-interval 0",
         "sqlite_dir": "tmpfs (/dev/shm)" if prof.e2e_data == "tmpfs" and TMPFS.is_dir() else "disk",
         "tick_ms": prof.e2e_tick_ms,
         "queue_workers": prof.e2e_queue_workers,
-        "stack_defaults": {"tick_ms": TICK_MS, "queue_workers": QUEUE_WORKERS},
+        "stack": {"tick_ms": STACK_TICK_MS, "queue_workers": STACK_QUEUE_WORKERS},
         "layout": prof.e2e_layout,
         "cpus": {"inngest_servers": server_cpu(prof), "sdks": SERVER_CPU, "driver": LOAD_CPU} if env.pin else None,
     }

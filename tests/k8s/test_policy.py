@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from benchmarks.config import STACK_TICK_MS
 from tests.k8s.conftest import (
     APP_IMAGE,
     SECRET_NAME,
@@ -401,3 +402,13 @@ def test_ha_server_drains_one_replica_at_a_time(rendered: dict[str, list[Doc]]) 
     server = one(docs, "Deployment", "inngest")["spec"]
     assert pdb["selector"]["matchLabels"].items() <= server["template"]["metadata"]["labels"].items()
     assert 0 < pdb["minAvailable"] < server["replicas"]
+
+
+@pytest.mark.parametrize("name", ["self-hosted", "ha"])
+def test_server_polls_its_queue_at_the_stacks_tick(name: str, rendered: dict[str, list[Doc]]) -> None:
+    """One poll interval for the stack: compose and every overlay with a server, and the end-to-end benchmark
+    measures that value (benchmarks.config.STACK_TICK_MS)."""
+    compose = load_compose("docker-compose.yml")["services"]["inngest"]["environment"]
+    (server,) = one(rendered[name], "Deployment", "inngest")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["INNGEST_TICK"] == compose["INNGEST_TICK"] == str(STACK_TICK_MS)
