@@ -8,11 +8,15 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/venv
+# The installer lives in a venv of its own, left behind in this stage: the runtime venv gets no
+# pip or setuptools (22 MB the app never imports). `pip --python` (pip >= 22.3; both bases' ensurepip
+# ship a newer one) runs the installer under the runtime venv's interpreter, so it installs there.
+RUN python3 -m venv /opt/installer \
+    && python3 -m venv --without-pip /opt/venv
 # The pyproject pins every runtime dependency (all ship wheels: no compiler needed). pip also
 # byte-compiles them here, since the runtime root fs is read-only.
 COPY services/app /src/services/app
-RUN /opt/venv/bin/pip install --no-cache-dir /src/services/app
+RUN /opt/installer/bin/pip --python /opt/venv/bin/python install --no-cache-dir /src/services/app
 
 # --- runtime: same base, the venv copied in, nothing else ---
 FROM ${BASE_IMAGE}

@@ -40,9 +40,10 @@ def test_base_image_is_overridable_and_pinned() -> None:
 def test_works_on_a_plain_debian_base() -> None:
     """A debootstrap base has /usr/bin/python3 but no `python`: only the venv's python is used."""
     runs = " ".join(rest for word, rest in instructions() if word == "RUN")
-    assert "python3 -m venv /opt/venv" in runs
+    # The runtime venv gets no installer: the build stage's own venv installs into it (pip --python).
+    assert "python3 -m venv --without-pip /opt/venv" in runs
     assert not re.search(r"(^|[\s;&|])python(\s|$)", runs), "bare `python` before the venv exists"
-    assert "pip install --no-cache-dir /src/services/app" in runs
+    assert "pip --python /opt/venv/bin/python install --no-cache-dir /src/services/app" in runs
     assert not re.search(r"apt-get|gcc|build-essential", runs), "no compilers or apt in the image"
 
 
