@@ -4,7 +4,7 @@
 - `POST /fn/register`   -> 200 `{"ok": true, "modified": false, ...}` (counts the functions it received)
 - anything else         -> 404
 
-Raw asyncio protocol + httptools on uvloop (both already in the venv through uvicorn[standard]), so the
+Raw asyncio protocol + httptools on uvloop (both pinned dependencies of the app), so the
 sink costs far less CPU per request than the app it measures. Prints `SINK_READY <port>` when listening.
 
 Run: python benchmarks/sink.py --port 0

@@ -22,7 +22,7 @@ def test_uvicorn_is_the_version_whose_protocol_the_limits_extend() -> None:
     # LimitedHttpToolsProtocol replaces data_received and reads HttpToolsProtocol's per-connection state: on an
     # upgrade, re-read uvicorn's httptools_impl.py, adapt app/http_limits.py, then move UVICORN_VERSION.
     assert uvicorn.__version__ == http_limits.UVICORN_VERSION
-    pin = re.search(r'"uvicorn\[standard\]==([^"]+)"', (ROOT / "services/app/pyproject.toml").read_text())
+    pin = re.search(r'"uvicorn==([^"]+)"', (ROOT / "services/app/pyproject.toml").read_text())
     assert pin and pin.group(1) == http_limits.UVICORN_VERSION
     for name in ("_unset_keepalive_if_required", "_should_upgrade", "handle_websocket_upgrade", "send_400_response"):
         assert callable(getattr(HttpToolsProtocol, name, None)), name

@@ -11,7 +11,9 @@ too, so a few thousand half-sent requests turn every real one into a 503. `Limit
 - a cap on the header block's bytes and on its number of fields: 431;
 - a concurrency limit on requests in flight (not connections): 503 with `Connection: close` above it,
   except for the probes, which must keep telling the orchestrator the truth under load;
-- a connection cap below the open-file limit, so the process keeps descriptors for its own work.
+- a connection cap below the open-file limit, so the process keeps descriptors for its own work;
+- one throttled log line for upgrade requests (the server runs with ws="none": they are answered as plain
+  HTTP), instead of uvicorn's two warnings per request.
 
 Why a subclass and not another server (measured, docs/security.md#connection-limits): the subclass costs
 0.8 µs per request over plain httptools; hypercorn (h11) costs six times uvicorn's CPU per request; granian
@@ -91,7 +93,8 @@ class _Refused(Exception):
 class _Throttled:
     """One log line per reason per interval, with the count since the last: an attack must not flood the log."""
 
-    def __init__(self, interval: float = 10.0) -> None:
+    def __init__(self, subject: str = "connection limits", interval: float = 10.0) -> None:
+        self.subject = subject
         self.interval = interval
         self.pending: dict[str, int] = {}
         self.last: dict[str, float] = {}
@@ -100,11 +103,12 @@ class _Throttled:
         self.pending[reason] = self.pending.get(reason, 0) + 1
         now = time.monotonic()
         if now - self.last.get(reason, -self.interval) >= self.interval:
-            log.warning("connection limits: %s (%d since the last report)", reason, self.pending.pop(reason))
+            log.warning("%s: %s (%d since the last report)", self.subject, reason, self.pending.pop(reason))
             self.last[reason] = now
 
 
 _throttled = _Throttled()
+_upgrades = _Throttled("protocol upgrades")
 
 
 def _json_response(status: int, phrase: str, detail: str, extra: bytes = b"") -> bytes:
@@ -195,7 +199,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
-                self._unsupported_upgrade_warning()
+                # The request was answered as plain HTTP/1.1 (RFC 9110 7.8 lets a server ignore Upgrade); uvicorn's
+                # own two warnings per request, with install advice, would let any client flood the log.
+                _upgrades.note("ignored, answered as plain HTTP/1.1 (ws=none)")
             return False
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _Refused):

@@ -93,6 +93,9 @@ def serve(settings: Settings, builders: Sequence[Builder] | None = None, reload:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
+        # No WebSocket endpoints, and no WebSocket library in the image: an Upgrade request is answered as
+        # plain HTTP/1.1 (never a 101), whatever happens to be installed (app.http_limits logs it).
+        "ws": "none",
         "lifespan": "on",
         "timeout_keep_alive": settings.http_idle_timeout_seconds,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout) or None,
