@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from inngest._internal import net, transforms
 from inngest._internal.net import sign_request
 
+from app import sdk
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
@@ -96,6 +99,25 @@ def run_body(event_name: str, data: dict[str, Any], steps: dict[str, Any] | None
             },
         }
     )
+
+
+@pytest.fixture
+def sdk_checks(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often the SDK canonicalises a body and computes a request HMAC (`net._validate_sig`)."""
+    calls: Counter[str] = Counter()
+
+    def counter(name: str, original: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    canonicalize = counter("canonicalize", sdk.canonicalize)
+    monkeypatch.setattr(transforms, "canonicalize", canonicalize)
+    monkeypatch.setattr(sdk, "canonicalize", canonicalize)  # what `configure_client` installs, again
+    monkeypatch.setattr(net, "_validate_sig", counter("_validate_sig", net._validate_sig))
+    return calls
 
 
 def signed(body: bytes, key: str = SIGNING_KEY) -> dict[str, str]:

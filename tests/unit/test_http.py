@@ -6,6 +6,7 @@ import gc
 import json
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
+from tests.standin.protocol import verify_response
 from tests.support import wait_until
 from tests.support.metrics import registry_text
 
@@ -45,23 +47,37 @@ def test_unsigned_forged_and_wrong_key_posts_are_401(client_factory: Client, mod
 
 
 @pytest.mark.parametrize("mode", ["self-hosted", "cloud"])
-def test_signed_post_runs_the_function_and_the_response_is_signed(client_factory: Client, mode: str) -> None:
+def test_signed_post_runs_the_function_and_the_response_is_signed(
+    client_factory: Client, mode: str, sdk_checks: Counter[str]
+) -> None:
     client = client_factory(mode)
     body = run_body("test/integration", {"message": "Hello"})
-    resp = client.post(fn_url("test-integration"), content=body, headers=signed(body))
+    headers = signed(body)
+    sdk_checks.clear()
+    resp = client.post(fn_url("test-integration"), content=body, headers=headers)
     assert resp.status_code == 200, resp.text
     assert resp.json() == "Hello"
     assert resp.headers["x-inngest-sdk"].startswith("inngest-py:")
     assert re.fullmatch(r"t=\d+&s=[0-9a-f]{64}", resp.headers["x-inngest-signature"])
+    assert verify_response(resp.content, resp.headers["x-inngest-signature"], SIGNING_KEY)
+    assert sdk_checks == {}  # the guard verified it; the SDK did not canonicalise and HMAC it again
 
 
-def test_fallback_signing_key_is_accepted_during_rotation(client_factory: Client) -> None:
+@pytest.mark.parametrize("prefix", ["", "signkey-prod-"])
+def test_fallback_signing_key_is_accepted_during_rotation(
+    client_factory: Client, prefix: str, sdk_checks: Counter[str]
+) -> None:
     old_key = secrets.token_hex(32)
-    client = client_factory("self-hosted", inngest_signing_key_fallback=old_key)
+    client = client_factory("self-hosted", inngest_signing_key_fallback=prefix + old_key)
     body = run_body("test/integration", {"message": "rotated"})
-    resp = client.post(fn_url("test-integration"), content=body, headers=signed(body, old_key))
+    headers = signed(body, old_key)
+    sdk_checks.clear()
+    resp = client.post(fn_url("test-integration"), content=body, headers=headers)
     assert resp.status_code == 200, resp.text
     assert resp.json() == "rotated"
+    assert verify_response(resp.content, resp.headers["x-inngest-signature"], old_key)  # answered with that key
+    assert not verify_response(resp.content, resp.headers["x-inngest-signature"], SIGNING_KEY)
+    assert sdk_checks == {}
 
 
 def test_dev_mode_accepts_unsigned_calls(client_factory: Client) -> None:

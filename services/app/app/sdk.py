@@ -24,8 +24,19 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 SIGNATURE_HEADER = "X-Inngest-Signature"
-# The SDK version whose private `transforms.canonicalize` the fast path below replaces (tests/unit/test_sdk.py).
+# The SDK version whose private `transforms.canonicalize` and `net.validate_request_sig` the fast paths below
+# replace (tests/unit/test_sdk.py).
 FAST_PATH_SDK_VERSION = "0.5.19"
+# The ASGI scope key under which app.serve_guard leaves a `Verified` for a request whose signature it checked.
+VERIFIED_SCOPE_KEY = "app.serve_guard.verified"
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The signing key (bare hex, as the guard holds it) whose HMAC matched, and the body object it verified."""
+
+    key: str
+    body: bytes
 
 
 def sign(body: bytes, signing_key: str) -> str:
@@ -133,12 +144,44 @@ def canonicalize(value: bytes) -> bytes | Exception:
         return _sdk_canonicalize(value)
 
 
+# The request `ServeEndpoint` is handing the SDK, when the guard in front verified its signature.
+_verified: contextvars.ContextVar[Verified | None] = contextvars.ContextVar("serve_verified", default=None)
+_sdk_validate_request_sig = net.validate_request_sig
+
+
+def validate_request_sig(
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    mode: server_lib.ServerKind,
+    signing_key: str | None,
+    signing_key_fallback: str | None,
+) -> Exception | str | None:
+    """The SDK's `net.validate_request_sig`, without its second canonicalisation and HMAC for a request the
+    guard (app.serve_guard) verified: the key it matched, primary or fallback, which the SDK signs its answer
+    with. Only for the very body `ServeEndpoint` is handing the SDK in this context; anything else, and a
+    guard key that is neither of the SDK's, goes through the SDK's own check."""
+    verified = _verified.get()
+    if verified is not None and verified.body is body and mode is not server_lib.ServerKind.DEV_SERVER:
+        for key in (signing_key, signing_key_fallback):
+            if key is not None and transforms.remove_signing_key_prefix(key) == verified.key:
+                return key
+    return _sdk_validate_request_sig(
+        body=body, headers=headers, mode=mode, signing_key=signing_key, signing_key_fallback=signing_key_fallback
+    )
+
+
 def install_fast_paths() -> bool:
-    """Put `canonicalize` where the SDK's signature check looks it up, on the SDK version it was checked
-    against only: another version keeps its own (public behaviour, slower). Returns whether it is installed."""
-    if not fast_paths_supported() or not callable(getattr(transforms, "canonicalize", None)):
+    """Put `canonicalize` and `validate_request_sig` where the SDK's signature check looks them up, on the SDK
+    version they were checked against only: another version keeps its own (public behaviour, slower).
+    Returns whether they are installed."""
+    if not fast_paths_supported() or not all(
+        callable(getattr(module, name, None))
+        for module, name in ((transforms, "canonicalize"), (net, "validate_request_sig"))
+    ):
         return False
     transforms.canonicalize = canonicalize
+    net.validate_request_sig = validate_request_sig
     return True
 
 
@@ -152,7 +195,8 @@ class ServeEndpoint:
     `inngest.fast_api.serve` routes the three methods through FastAPI's request handling (a Request object,
     dependency resolution, a validated request model, a Response class): ~60 us a call that this does
     without, handing the SDK's own handler (`CommHandler`) the same request it would get and answering with
-    the same status, headers and body as `inngest.fast_api`'s `_to_response`.
+    the same status, headers and body as `inngest.fast_api`'s `_to_response`. A request the guard verified
+    (its `Verified` in the scope, for the body read here) is not verified again (`validate_request_sig`).
     """
 
     def __init__(
@@ -168,9 +212,10 @@ class ServeEndpoint:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
+        received = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one message: the guard's very object
         raw_query = scope["query_string"].decode("latin-1")
         request = comm_lib.CommRequest.model_construct(  # the fields `inngest.fast_api` fills, as it fills them
-            body=b"".join(chunks),
+            body=received,
             headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
             public_path=None,
             query_params=dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True)),
@@ -181,13 +226,18 @@ class ServeEndpoint:
             is_connect=False,
             timings=net.ServerTimings(),  # given: pydantic inspects a default factory's signature on every call
         )
-        method = scope["method"]
-        if method == "POST":
-            response = await self.handler.post(request)
-        elif method == "PUT":
-            response = await self.handler.put(request)
-        else:
-            response = self.handler.get_sync(request)
+        verified = scope.get(VERIFIED_SCOPE_KEY)
+        token = _verified.set(verified if isinstance(verified, Verified) else None)  # checked against the body
+        try:
+            method = scope["method"]
+            if method == "POST":
+                response = await self.handler.post(request)
+            elif method == "PUT":
+                response = await self.handler.put(request)
+            else:
+                response = self.handler.get_sync(request)
+        finally:
+            _verified.reset(token)
         body = transforms.dump_json(response.body)
         if isinstance(body, Exception):
             response = comm_lib.CommResponse.from_error(self.client.logger, body)

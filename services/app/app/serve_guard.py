@@ -1,8 +1,11 @@
 """The serve path's gate: body limit, signature, and the function a signed body may run, before the SDK.
 
 This is the authoritative check of the server's signature. inngest-py parses and canonicalizes the whole
-body before it verifies anything (and accepts any timestamp); the SDK's own check behind this one is
-redundant and may be removed. Outside dev, in order, each refusal before the SDK sees the request:
+body before it verifies anything (and accepts any timestamp). A request this check passes carries a
+`app.sdk.Verified` (the key that matched, primary or fallback, and the body) in its scope under
+`app.sdk.VERIFIED_SCOPE_KEY`: on the pinned SDK, `app.sdk.ServeEndpoint` hands the SDK that key instead of
+letting it canonicalise and HMAC the body a second time (the SDK signs its answer with it). Outside dev, in
+order, each refusal before the SDK sees the request:
 
 1. 401 unless there is exactly one well-formed `t=<unix s>&s=<64 hex>` header whose `t` lies within
    SIGNATURE_MAX_AGE_SECONDS of now (the Go SDK's window is 5 minutes too); the body is not read.
@@ -37,7 +40,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.sdk import canonical_json, response_headers
+from app.sdk import VERIFIED_SCOPE_KEY, Verified, canonical_json, response_headers
 from app.serve_binding import Bindings
 from app.settings import DEFAULT_SERVE_MAX_BODY_BYTES
 
@@ -69,6 +72,7 @@ class SignatureGuard:
         if required and not signing_keys:
             raise ValueError("signature checks need a signing key")
         self.app, self.path, self.required, self.max_age, self.max_body = app, path, required, max_age, max_body
+        self.names = list(signing_keys)  # each key as given: what a verified request's scope records
         self.keys = [key.encode() for key in signing_keys]
         self.bindings = bindings
         self._too_large = _message(f"request body larger than {max_body} bytes")
@@ -120,10 +124,10 @@ class SignatureGuard:
             self.held -= mine
         if signature is not None:
             timestamp, given = signature
-            verified = any(_matches(mac, timestamp, given) for mac in macs)
-            if not verified and scope["method"] == "PUT" and len(body) <= CANONICAL_PUT_BYTES:
-                verified = self._canonical_matches(body, timestamp, given)
-            if not verified:
+            key = _first_match(self.names, macs, timestamp, given)
+            if key is None and scope["method"] == "PUT" and len(body) <= CANONICAL_PUT_BYTES:
+                key = self._canonical_match(body, timestamp, given)
+            if key is None:
                 await self._refuse(send, 401, "signature does not match")
                 return
             if self.bindings is not None and scope["method"] == "POST":
@@ -132,14 +136,16 @@ class SignatureGuard:
                     status, text = problem
                     await self._refuse(send, status, text, _message(text))
                     return
+            scope = {**scope, VERIFIED_SCOPE_KEY: Verified(key, body)}
         await self.app(scope, _replay(body, receive), send)
 
-    def _canonical_matches(self, body: bytes, timestamp: bytes, given: bytes) -> bool:
+    def _canonical_match(self, body: bytes, timestamp: bytes, given: bytes) -> str | None:
+        """The key whose HMAC of the body's canonical form matches, if that form differs from the body."""
         canonical = canonical_json(body)
         if canonical is None or canonical == body:
-            return False
+            return None
         macs = [hmac.new(key, canonical, hashlib.sha256) for key in self.keys]
-        return any(_matches(mac, timestamp, given) for mac in macs)
+        return _first_match(self.names, macs, timestamp, given)
 
     def signature(self, values: list[bytes]) -> tuple[bytes, bytes] | str:
         """(t, s) of the one well-formed, fresh signature header, or why there is none."""
@@ -181,6 +187,14 @@ def _matches(mac: hmac.HMAC, timestamp: bytes, given: bytes) -> bool:
     mac = mac.copy()
     mac.update(timestamp)
     return hmac.compare_digest(mac.hexdigest().encode(), given)
+
+
+def _first_match(names: Sequence[str], macs: Sequence[hmac.HMAC], timestamp: bytes, given: bytes) -> str | None:
+    """The name of the first key whose MAC matches (the signing key before the fallback key)."""
+    for name, mac in zip(names, macs, strict=True):
+        if _matches(mac, timestamp, given):
+            return name
+    return None
 
 
 def _message(text: str) -> bytes:
