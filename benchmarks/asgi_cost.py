@@ -6,11 +6,7 @@ Variants switch parts of the app off, so each part's cost is the difference to `
 
     python benchmarks/asgi_cost.py [--requests 400] [--batches 15] [--profile out.pstats] VARIANT
 
-VARIANT: baseline | app | app-no-http-metrics | app-no-sdk-middleware | app-no-log |
-         app-no-own-middleware | app-no-sdk-signature-check
-
-The last one is what a change elsewhere would gain: the SDK's own signature check skipped (the guard in
-front of it verifies the HMAC, so that check is the second of two).
+VARIANT: baseline | app | app-no-http-metrics | app-no-sdk-middleware | app-no-log | app-no-own-middleware
 """
 
 from __future__ import annotations
@@ -39,7 +35,6 @@ VARIANTS = (
     "app-no-sdk-middleware",
     "app-no-log",
     "app-no-own-middleware",
-    "app-no-sdk-signature-check",
 )
 
 
@@ -92,10 +87,6 @@ def build(variant: str, key: str) -> Any:
             return original(**kwargs)
 
         ic.inngest = type("M", (), {"Inngest": staticmethod(client)})
-    if variant == "app-no-sdk-signature-check":
-        from inngest._internal import net
-
-        net.validate_request_sig = lambda **kw: kw["signing_key"]
     if variant == "app-no-own-middleware":
         import fastapi
 
