@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> tuple[Profile, Path, bool, tuple[str, 
     )
     parser.add_argument(
         "--e2e-layout",
-        choices=("one-core", "split"),
+        choices=end_to_end.LAYOUTS,
         help="cores of the end-to-end phase: each side's server and SDK on one (default), or split over two",
     )
     parser.add_argument(

@@ -59,9 +59,7 @@ SLUG = f"{APP_ID}-{E2E_FN_ID}"
 TMPFS = Path("/dev/shm")
 SEND_CHUNK = 500  # events per POST of the burst
 MAX_STEADY_RATE = 20.0
-
-
-LAYOUTS = ("one-core", "split")
+LAYOUTS = ("one-core", "split")  # --e2e-layout; the first is the default (Profile.e2e_layout)
 
 
 def server_cpu(prof: Profile) -> str:
