@@ -59,7 +59,7 @@ class Profile:
     metrics_samples: int
     sync_repeats: int
     e2e_events: int = 2_000  # the burst of the end-to-end phase
-    e2e_rounds: int = 3
+    e2e_rounds: int = 9  # single bursts spread by +-25%: fewer rounds cannot resolve a few percent
     e2e_steady_seconds: int = 60  # ~500 runs at the steady rate: its p99 is not one or two outliers
     e2e_warmup: int = 1  # bursts of 20 runs per side before the rounds
     e2e_tick_ms: int = STACK_TICK_MS  # the server's queue poll interval (INNGEST_TICK)

@@ -326,8 +326,8 @@ def one_round(env: Env, prof: Profile, order: list[str], timeout: float) -> dict
     entry: dict[str, Any] = {"order": order, **{name: {} for name in order}}
     try:
         for name in order:
-            # Each side warms up right before its own burst: warmed at the round's start, the second side
-            # then sat idle through the first one's burst and went slower (in 8 of 8 rounds measured).
+            # Each side warms up right before its own burst (warmed at the round's start, the second side
+            # sat idle through the first one's burst and went slower), with the other side stopped.
             with only(sides, name) as side:
                 for _ in range(prof.e2e_warmup):  # first runs: the server's and the SDK's first-use costs
                     burst(side, 20, timeout)
